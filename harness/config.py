@@ -1,0 +1,200 @@
+"""One frozen config per run and per method.
+
+Precedence: command line > config file (TOML) > defaults, merging only the options the user actually gave.
+Unknown keys are errors that list the valid keys. The resolved config is saved in ``run.json``.
+
+A config file looks like::
+
+    methods = ["vanilla_fusion", "modality_dropout"]
+    datasets = ["synth-mosi"]
+    seeds = [0, 1, 2]
+    [method_options."*"]          # every method
+    epochs = 20
+    [method_options.vanilla_fusion]
+    hidden = 128
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from harness.registry import METHODS
+
+IDENTITY_EXCLUDED = ("out", "device", "plugins")  # execution details that do not change what is computed
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run. ``datasets`` entries are ``name`` or ``name=PATH``."""
+
+    methods: tuple[str, ...] = ("all",)
+    datasets: tuple[str, ...] = ("synth-mosi", "synth-iemocap")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    preset: str = "small"
+    protocols: tuple[str, ...] = ("fixed_pattern",)
+    method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    data_dir: str | None = None
+    out: str | None = None
+    device: str = "auto"
+    plugins: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("seeds: at least one seed is needed")
+        if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in self.seeds):
+            raise ValueError(f"seeds must be non-negative integers, got {list(self.seeds)}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        for key in ("methods", "datasets", "protocols"):
+            if not getattr(self, key):
+                raise ValueError(f"{key}: the list is empty")
+
+    def identity(self) -> dict[str, Any]:
+        """The part of the config that determines the results (a run directory holds exactly one identity)."""
+        d = to_jsonable(self)
+        return {k: v for k, v in d.items() if k not in IDENTITY_EXCLUDED}
+
+    def identity_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def to_jsonable(cfg: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``3`` means seeds 0, 1, 2; ``1,5,9`` lists them explicitly."""
+    try:
+        if "," in text:
+            return tuple(int(s) for s in text.split(",") if s.strip())
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"--seeds must be a count (e.g. 3) or a comma list (e.g. 0,1,2), got {text!r}") from None
+    if n < 1:
+        raise ValueError(f"--seeds must be at least 1, got {n}")
+    return tuple(range(n))
+
+
+def split_list(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"Config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"Config file {path} is not valid TOML: {exc}") from None
+    check_keys(data, [f.name for f in dataclasses.fields(RunConfig)], f"config file {path}")
+    return data
+
+
+def check_keys(given: Mapping[str, Any], valid: list[str], where: str) -> None:
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ValueError(f"Unknown key(s) {unknown} in {where}; valid keys: {sorted(valid)}")
+
+
+def build_run_config(file: Path | None = None, **cli: Any) -> RunConfig:
+    """Merge defaults < file < CLI; ``cli`` holds only options the user gave (None means not given)."""
+    merged: dict[str, Any] = load_config_file(file) if file else {}
+    options = {k: dict(v) for k, v in merged.pop("method_options", {}).items()}
+    for key, value in cli.items():
+        if key == "method_options":
+            for scope, opts in (value or {}).items():
+                options.setdefault(scope, {}).update(opts)
+        elif value is not None:
+            merged[key] = value
+    for key in ("methods", "datasets", "protocols", "plugins"):
+        if isinstance(merged.get(key), str):
+            merged[key] = split_list(merged[key])
+    if isinstance(merged.get("seeds"), (str, int)):
+        merged["seeds"] = parse_seeds(str(merged["seeds"]))
+    merged = {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
+    return RunConfig(**merged, method_options=options)
+
+
+def parse_set(items: list[str]) -> dict[str, dict[str, str]]:
+    """``--set epochs=5`` (every method) or ``--set vanilla_fusion.hidden=128`` -> {scope: {key: value}}."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE or METHOD.KEY=VALUE, got {item!r}")
+        scope, _, name = key.rpartition(".")
+        out.setdefault(scope or "*", {})[name] = value
+    return out
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Convert a string from the command line (or a TOML value) to the field's declared type."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        return _coerce(value, args[0], where)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        inner = typing.get_args(hint)[0]
+        return tuple(_coerce(v, inner, where) for v in items)
+    if origin is typing.Literal:
+        if value not in typing.get_args(hint):
+            raise ValueError(f"{where} must be one of {typing.get_args(hint)}, got {value!r}")
+        return value
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return hint(value) if hint in (int, float, str) else value
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} expects {getattr(hint, '__name__', hint)}, got {value!r}") from None
+
+
+def method_config(method: str, options: Mapping[str, Mapping[str, Any]]) -> Any:
+    """Build ``method``'s frozen config from the ``*`` scope then the method's own scope (method wins).
+
+    Keys in the method's scope must be fields of its config; ``*`` keys apply where the field exists.
+    """
+    cls = METHODS.get(method).Config
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    check_keys(options.get(method, {}), names, f"options for method {method!r}")
+    values = {k: v for k, v in options.get("*", {}).items() if k in names}
+    values.update(options.get(method, {}))
+    kwargs = {k: _coerce(v, hints[k], f"{method}.{k}") for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def check_global_options(options: Mapping[str, Mapping[str, Any]], methods: list[str]) -> None:
+    """A ``*`` key must be a field of at least one selected method's config."""
+    known = {f.name for m in methods for f in dataclasses.fields(METHODS.get(m).Config)}
+    check_keys(options.get("*", {}), sorted(known), "options for every method ('*')")
+    for scope in options:
+        if scope != "*" and scope not in methods:
+            raise ValueError(f"Options given for method {scope!r}, which is not in this run's methods {methods}")
+
+
+def default_out_dir(identity_hash: str) -> Path:
+    """Where a run goes when ``--out`` is not given: ``$MIBENCH_HOME/runs/<hash>`` (default ~/.cache/mibench)."""
+    home = os.environ.get("MIBENCH_HOME") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mibench"
+    return Path(home) / "runs" / identity_hash
