@@ -2,7 +2,7 @@
 
 | protocol | conditions | reference |
 |---|---|---|
-| fixed_pattern v1 | ``full`` + every non-empty proper subset of modalities kept for all test samples | MMIN (Zhao et al., ACL 2021) Table 3; ModalImmune Table 3 |
+| fixed_pattern v1 | ``full`` + every non-empty proper subset kept for all test samples | MMIN Table 3; ModalImmune Table 3 |
 """
 
 from __future__ import annotations

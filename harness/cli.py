@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -23,7 +24,7 @@ err = Console(stderr=True)
 
 
 def fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -59,7 +60,7 @@ def run(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder searched for real datasets.")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file; command-line options win.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Method option KEY=VALUE or METHOD.KEY=VALUE.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Method option KEY=VALUE or METHOD.KEY=VALUE")] = None,
     plugin: Annotated[list[str] | None, typer.Option(help="Module to import first (registers methods...).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Discard an existing run in --out with a different config.")] = False,
     metric: Annotated[str | None, typer.Option(help="Metric of the final table (default per task).")] = None,
@@ -84,7 +85,7 @@ def run(
     if summary.failed:
         err.print(f"[bold red]{len(summary.failed)} cell(s) failed:[/]")
         for cell, reason in summary.failed.items():
-            err.print(f"  {cell}: {reason}", highlight=False)
+            err.print(f"  {cell}: {reason}", highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(1)
 
 
@@ -174,6 +175,7 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) ->
 @app.callback(invoke_without_command=True)
 def main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """With no command, runs the embedded default: every method on the synthetic datasets (small preset)."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if ctx.invoked_subcommand is None:
         ctx.invoke(run)

@@ -5,7 +5,7 @@ knows which robustness properties the data can reveal.
 
 **synth-mosi** (regression in [-3, 3]). Each sample has three independent standard-normal latent factors:
 ``a`` (verbal sentiment), ``b`` (a prosodic cue) and ``c`` (a facial cue). The true sentiment is
-``s = 1.3 a + 0.45 b + 0.45 c``. Annotators each give ``round(s + N(0, 0.7))`` clipped to [-3, 3], and the
+``s = 1.3 a + 0.45 b + 0.45 c``. Annotators each give ``round(s + N(0, 1.1))`` clipped to [-3, 3], and the
 label is the mean over 3, 4 or 5 annotators, so exact zeros, halves and thirds occur as in MOSI.
 Modalities observe: text ``a`` (clean), audio ``0.5 a + b``, vision ``0.5 a + c`` (noisier). Text is thus the
 most informative modality; audio and vision are partly *redundant* with text (through ``a``) and partly
@@ -103,10 +103,10 @@ def _mosi_split(n: int, preset: Preset, rng: np.random.Generator, proj: list) ->
     a, b, c = rng.standard_normal((3, n))
     s = 1.3 * a + 0.45 * b + 0.45 * c
     k = rng.choice([3, 4, 5], size=n, p=[0.4, 0.2, 0.4])
-    votes = np.clip(np.round(s[:, None] + 0.7 * rng.standard_normal((n, 5))), -3, 3)
+    votes = np.clip(np.round(s[:, None] + 1.1 * rng.standard_normal((n, 5))), -3, 3)
     label = np.where(np.arange(5)[None, :] < k[:, None], votes, 0).sum(1) / k
     signals = [np.column_stack([a]), np.column_stack([0.5 * a + b]), np.column_stack([0.5 * a + c])]
-    x, lengths = _features(signals, (0.3, 0.6, 0.6), preset, rng, proj)
+    x, lengths = _features(signals, (0.5, 0.8, 0.8), preset, rng, proj)
     return batch_from_numpy(x, label.astype(np.float32), lengths)
 
 

@@ -1,0 +1,5 @@
+"""``python -m harness`` is the ``mibench`` command."""
+
+from harness.cli import app
+
+app(prog_name="mibench")

@@ -1,0 +1,81 @@
+"""The CLI through typer's test runner: run, list, report, status and their errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+
+cli = CliRunner()
+FAST = ["--preset", "tiny", "--device", "cpu", "--set", "epochs=2", "--set", "batch_size=32"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "run"
+    res = cli.invoke(app, ["run", "--methods", "all", "--datasets", "synth-mosi,synth-iemocap", "--seeds", "2",
+                           "--out", str(out), *FAST])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_run_prints_a_table_per_dataset(run_dir: Path) -> None:
+    res = cli.invoke(app, ["run", "--methods", "all", "--datasets", "synth-mosi,synth-iemocap", "--seeds", "2",
+                           "--out", str(run_dir), *FAST])  # resumes: nothing to train
+    assert res.exit_code == 0, res.output
+    assert "0 trained" in res.output
+    assert "**synth-mosi**, acc2_non0 (%)" in res.output and "**synth-iemocap**, ua (%)" in res.output
+    assert "| vanilla_fusion |" in res.output and "mean (incomplete)" in res.output
+
+
+def test_report_markdown(run_dir: Path) -> None:
+    res = cli.invoke(app, ["report", str(run_dir), "--metric", "mae"])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("|")]
+    assert lines[0].split("|")[1].strip() == "method"
+    assert len({len(ln) for ln in lines}) == 1, "columns must be aligned"
+    assert "lower is better" in res.output and "n = 2 seeds" in res.output
+
+
+def test_report_errors(run_dir: Path, tmp_path: Path) -> None:
+    res = cli.invoke(app, ["report", str(run_dir), "--metric", "acc8"])
+    assert res.exit_code == 2 and "Unknown metric 'acc8'. Did you mean 'acc7'" in res.output
+    res = cli.invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2 and "not a mibench run directory" in res.output
+
+
+def test_status(run_dir: Path) -> None:
+    res = cli.invoke(app, ["status", str(run_dir)])
+    assert res.exit_code == 0 and res.output.count("done") == 4
+
+
+@pytest.mark.parametrize("kind", ["methods", "datasets", "metrics", "protocols"])
+def test_list(kind: str) -> None:
+    res = cli.invoke(app, ["list", kind])
+    assert res.exit_code == 0
+    expected = {"methods": "vanilla_fusion", "datasets": "synth-mosi", "metrics": "acc2_non0",
+                "protocols": "fixed_pattern"}[kind]
+    assert expected in res.output
+
+
+def test_list_unknown_kind() -> None:
+    res = cli.invoke(app, ["list", "models"])
+    assert res.exit_code == 2 and "valid: methods, datasets, metrics, protocols" in res.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--methods", "mmim"], "Unknown method 'mmim'"),
+    (["--seeds", "x"], "--seeds must be a count"),
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
+    (["--set", "epochs"], "--set expects KEY=VALUE"),
+    (["--preset", "huge"], "Unknown preset 'huge' for synth-mosi; valid presets: ['full', 'small', 'tiny']"),
+])
+def test_run_bad_input_is_one_line_error(args: list[str], message: str, tmp_path: Path) -> None:
+    res = cli.invoke(app, ["run", "--out", str(tmp_path / "r"), *args])
+    assert res.exit_code == 2, res.output
+    assert "error:" in res.output and message in res.output.replace("\n", " ")
+    assert "Traceback" not in res.output

@@ -1,0 +1,210 @@
+"""End-to-end runner tests on tiny data: records, resume, crash safety, failing cells, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness import runner
+from harness.config import RunConfig, build_run_config
+from harness.registry import METHODS, UnknownNameError
+from harness.store import RunExistsError, RunStore
+
+FAST = {"*": {"epochs": 2, "batch_size": 32}}
+KEY = ["dataset", "method", "seed", "protocol", "condition", "metric"]
+
+
+def config(out: Path, **kw) -> RunConfig:
+    base = dict(methods=("vanilla_fusion",), datasets=("synth-mosi", "synth-iemocap"), seeds=(0, 1),
+                preset="tiny", out=str(out), device="cpu", method_options=FAST)
+    return RunConfig(**{**base, **kw})
+
+
+def test_run_writes_one_record_per_cell_condition_metric(tmp_path: Path) -> None:
+    summary = runner.run(config(tmp_path / "r"))
+    assert len(summary.done) == 4 and not summary.failed
+    store = RunStore.read(tmp_path / "r")
+    rec = store.records()
+    assert not rec.duplicated(KEY).any()
+    # 7 conditions (full + 6 patterns); 8 regression metrics, 4 classification metrics; 2 seeds
+    assert len(rec[rec.dataset == "synth-mosi"]) == 2 * 7 * 8
+    assert len(rec[rec.dataset == "synth-iemocap"]) == 2 * 7 * 4
+    assert rec.value.map(type).eq(float).all()
+    assert set(rec[rec.dataset == "synth-mosi"].condition) == {
+        "full", "text+audio", "text+vision", "audio+vision", "text", "audio", "vision"}
+    meta = store.meta
+    assert meta["versions"]["torch"] == torch.__version__
+    assert {"commit", "dirty"} <= set(meta["git"])
+    assert all(c["status"] == "done" for c in meta["cells"].values())
+    cell = meta["cells"]["synth-mosi__vanilla_fusion__seed0"]
+    assert cell["fit"]["select_metric"] == "mae" and "cell_seed" in cell
+    preds = store.predictions("synth-mosi__vanilla_fusion__seed0")
+    assert preds["pred"].shape == (7, 64) and preds["target"].shape == (64,)
+    assert list(preds["conditions"])[0] == "fixed_pattern/full"
+
+
+def test_predictions_reproduce_the_stored_metrics(tmp_path: Path) -> None:
+    from harness.registry import METRICS
+
+    runner.run(config(tmp_path / "r", datasets=("synth-mosi",), seeds=(0,)))
+    store = RunStore.read(tmp_path / "r")
+    rec = store.records().set_index(["condition", "metric"]).value
+    preds = store.predictions("synth-mosi__vanilla_fusion__seed0")
+    for k, cond in enumerate(preds["conditions"]):
+        value = METRICS.get("acc2_non0")(preds["pred"][k], preds["target"])
+        assert value == pytest.approx(rec[(cond.split("/", 1)[1], "acc2_non0")])
+
+
+def test_same_seed_same_numbers(tmp_path: Path) -> None:
+    runner.run(config(tmp_path / "a", datasets=("synth-mosi",), seeds=(0,)))
+    runner.run(config(tmp_path / "b", datasets=("synth-mosi",), seeds=(0,)))
+    a, b = (RunStore.read(tmp_path / x).records() for x in "ab")
+    assert a.value.tolist() == b.value.tolist()
+
+
+def test_resume_skips_finished_and_redoes_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config(tmp_path / "r")
+    real_mark = RunStore.mark
+    calls = {"n": 0}
+
+    def crash_on_second_done(self, cell, status, **info):
+        if status == "done":
+            calls["n"] += 1
+            if calls["n"] == 2:  # records of this cell are appended, but it is never marked done
+                raise KeyboardInterrupt
+        return real_mark(self, cell, status, **info)
+
+    monkeypatch.setattr(RunStore, "mark", crash_on_second_done)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(cfg)
+    monkeypatch.setattr(RunStore, "mark", real_mark)
+    summary = runner.run(cfg)
+    assert summary.skipped == ["synth-mosi__vanilla_fusion__seed0"]
+    assert len(summary.done) == 3
+    rec = RunStore.read(tmp_path / "r").records()
+    assert not rec.duplicated(KEY).any()
+    assert rec.groupby(["dataset", "seed"]).size().to_dict() == {
+        ("synth-iemocap", 0): 28, ("synth-iemocap", 1): 28, ("synth-mosi", 0): 56, ("synth-mosi", 1): 56}
+
+
+def test_partial_trailing_line_is_dropped_on_resume(tmp_path: Path) -> None:
+    cfg = config(tmp_path / "r", datasets=("synth-mosi",), seeds=(0,))
+    runner.run(cfg)
+    store = RunStore.read(tmp_path / "r")
+    with open(store.records_path, "a") as fh:
+        fh.write('{"cell": "synth-mosi__vanilla_fusion__seed0", "value": 1')  # a torn write
+    runner.run(cfg)
+    assert len(RunStore.read(tmp_path / "r").records()) == 56
+
+
+def test_killed_process_resumes_with_exactly_one_record_each(tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "harness", "run", "--methods", "vanilla_fusion", "--datasets", "synth-mosi",
+           "--seeds", "2", "--preset", "tiny", "--out", str(out), "--device", "cpu", "--set", "epochs=40"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # kill once cell 1 is done and cell 2 running
+        run_json = out / "run.json"
+        if run_json.exists():
+            cells = json.loads(run_json.read_text())["cells"]
+            if any(c["status"] == "running" for k, c in cells.items() if k.endswith("seed1")):
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cells = json.loads((out / "run.json").read_text())["cells"]
+    assert cells["synth-mosi__vanilla_fusion__seed0"]["status"] == "done"
+    assert cells["synth-mosi__vanilla_fusion__seed1"]["status"] == "running"
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rec = RunStore.read(out).records()
+    assert not rec.duplicated(KEY).any()
+    assert len(rec) == 2 * 7 * 8
+
+
+def test_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    import plugin_method
+
+    class NaNLoss(plugin_method.MeanOfModalities):
+        def training_loss(self, batch, generator):
+            return super().training_loss(batch, generator) * float("nan")
+
+    METHODS.add("test_nan_loss", NaNLoss)
+    try:
+        summary = runner.run(config(tmp_path / "r", methods=("test_nan_loss", "vanilla_fusion"),
+                                    datasets=("synth-mosi",), seeds=(0,)))
+    finally:
+        METHODS.remove("test_nan_loss")
+    assert list(summary.failed) == ["synth-mosi__test_nan_loss__seed0"]
+    assert "non-finite training loss" in summary.failed["synth-mosi__test_nan_loss__seed0"]
+    store = RunStore.read(tmp_path / "r")
+    assert store.meta["cells"]["synth-mosi__test_nan_loss__seed0"]["status"] == "failed"
+    assert set(store.records().method) == {"vanilla_fusion"}
+
+
+def test_different_config_in_same_dir_is_refused(tmp_path: Path) -> None:
+    runner.run(config(tmp_path / "r", datasets=("synth-mosi",), seeds=(0,)))
+    with pytest.raises(RunExistsError, match="seeds: stored \\[0\\], now \\[0, 1\\]"):
+        runner.run(config(tmp_path / "r", datasets=("synth-mosi",), seeds=(0, 1)))
+    assert len(RunStore.read(tmp_path / "r").records()) == 56  # nothing lost
+    runner.run(config(tmp_path / "r", datasets=("synth-mosi",), seeds=(0, 1)), overwrite=True)
+    assert len(RunStore.read(tmp_path / "r").records()) == 112
+
+
+def test_plugin_method_runs_through_the_runner(tmp_path: Path) -> None:
+    summary = runner.run(config(tmp_path / "r", methods=("test_plugin_mean",), datasets=("synth-iemocap",),
+                                seeds=(0,), plugins=("plugin_method",)))
+    assert summary.done == ["synth-iemocap__test_plugin_mean__seed0"]
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"methods": ("mmim_fusion",)}, "Unknown method 'mmim_fusion'"),
+    ({"datasets": ("synth-mosei",)}, "Did you mean 'synth-mosi'"),
+    ({"protocols": ("fixed_patern",)}, "Did you mean 'fixed_pattern'"),
+    ({"method_options": {"vanilla_fusion": {"epochz": 1}}}, "Unknown key\\(s\\) \\['epochz'\\]"),
+    ({"method_options": {"vanilla_fusion": {"dropout": "1.5"}}}, "dropout = 1.5 is invalid; valid: in \\[0, 1\\)"),
+    ({"method_options": {"vanilla_fusion": {"epochs": "many"}}}, "vanilla_fusion.epochs expects int"),
+])
+def test_bad_input_fails_before_training(tmp_path: Path, kw: dict, message: str) -> None:
+    with pytest.raises((ValueError, UnknownNameError), match=message):
+        runner.prepare(config(tmp_path / "r", **kw))
+    assert not (tmp_path / "r").exists()
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="non-negative integers"):
+        RunConfig(seeds=(-1,))
+    with pytest.raises(ValueError, match="distinct"):
+        RunConfig(seeds=(1, 1))
+    with pytest.raises(ValueError, match="--seeds must be at least 1"):
+        build_run_config(seeds="0")
+    with pytest.raises(ValueError, match="device must be"):
+        RunConfig(device="tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error path")
+def test_cuda_without_gpu_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no CUDA GPU is available"):
+        runner.prepare(config(tmp_path / "r", device="cuda"))
+
+
+def test_config_file_precedence(tmp_path: Path) -> None:
+    f = tmp_path / "run.toml"
+    f.write_text('methods = ["vanilla_fusion"]\nseeds = [4, 5]\npreset = "tiny"\n'
+                 '[method_options."*"]\nepochs = 3\n[method_options.vanilla_fusion]\nhidden = 16\n')
+    cfg = build_run_config(f, seeds="2", method_options={"vanilla_fusion": {"hidden": "8"}})
+    assert cfg.seeds == (0, 1) and cfg.preset == "tiny" and cfg.methods == ("vanilla_fusion",)
+    assert cfg.method_options == {"*": {"epochs": 3}, "vanilla_fusion": {"hidden": "8"}}
+    f.write_text("sedes = 3\n")
+    with pytest.raises(ValueError, match="Unknown key\\(s\\) \\['sedes'\\]"):
+        build_run_config(f)
