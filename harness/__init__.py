@@ -1,0 +1,1 @@
+"""mibench harness: registries, data model, runner, metrics and statistics."""
