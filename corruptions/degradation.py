@@ -21,6 +21,9 @@ on one modality at a time. Severity of a Gaussian condition is the noise-to-sign
 ``temporal`` (misalignment/order robustness; MulT-style unaligned evaluation): ``shuffle`` permutes a fraction
 f of each sequence's valid steps (all modalities, then each alone); ``shift`` delays one modality by k steps
 against the others (zero fill). Needs sequences.
+
+Versioning rule (``corruptions.base``): changing a protocol's semantics (its conditions, their names, how masks
+are drawn, what a severity means, its default grid, or a corruption it uses) requires bumping its ``version``.
 """
 
 from __future__ import annotations

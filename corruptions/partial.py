@@ -19,6 +19,9 @@ sample getting every step of the recipe, in order:
 Exactly ``round(fraction * N)`` samples are chosen (round half to even) by one ``randperm`` of the generator;
 the other samples are returned untouched. Any registered corruptions can form the recipe (``Step``).
 Because the default recipe shuffles text steps, it needs sequences (skipped or raising on T = 1 datasets).
+
+Versioning rule (``corruptions.base``): changing a protocol's semantics (its conditions, their names, how masks
+are drawn, what a severity means, its default grid, or a corruption it uses) requires bumping its ``version``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ these records by ``reports``/``harness.robustness``; no derived record is stored
 Table 4 and gap #10): each modality of each test sample is removed independently with probability r, at
 least one modality kept per sample (a row that would keep none is redrawn). Default r in {0.1, ..., 0.7}
 (GCNet asserts r <= 0.7 for 3 modalities) and 3 mask seeds; the mean over rates is the paper's "Avg." row.
+
+Versioning rule (``corruptions.base``): changing a protocol's semantics (its conditions, their names, how masks
+are drawn, what a severity means, its default grid, or a corruption it uses) requires bumping its ``version``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ All take ``modalities`` (default: all) and touch only valid steps of present mod
 expands them into named conditions; use it on the validation split, e.g.::
 
     conds = PROTOCOLS.get("validation").conditions(spec, FeatureStats.from_batch(data.train))
+
+Versioning rule (``corruptions.base``): changing a protocol's semantics (its conditions, their names, how masks
+are drawn, what a severity means, its default grid, or a corruption it uses) requires bumping its ``version``.
 """
 
 from __future__ import annotations
