@@ -57,7 +57,7 @@ def reconstruction_loss(model: ModalImmune, batch: Batch, generator: torch.Gener
     loss = model.task_loss(net.predict_from(tokens), batch.y)
     if surrogate is not None and c.alpha_re > 0:
         loss = loss + c.alpha_re * net.reconstruction_loss(enc.z, surrogate, available, enc.present)
-    if c.use_property and c.beta_pe > 0:
+    if hasattr(net, "property_proj"):
         loss = loss + c.beta_pe * net.property_loss(enc.z, enc.present)
     if c.gamma_con > 0:
         loss = loss + c.gamma_con * net.contrastive_loss(enc.z, available, c.con_temperature)
