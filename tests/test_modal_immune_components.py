@@ -96,7 +96,6 @@ def test_power_iteration_on_a_small_network_hessian() -> None:
     flat = torch.cat([p.detach().flatten() for p in params])
 
     def loss_of(vec: torch.Tensor) -> torch.Tensor:
-        out, i = x, 0
         w1, b1 = vec[:12].view(4, 3), vec[12:16]
         w2, b2 = vec[16:20].view(1, 4), vec[20:21]
         out = torch.tanh(x @ w1.T + b1) @ w2.T + b2

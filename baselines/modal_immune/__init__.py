@@ -107,8 +107,8 @@ class ModalImmuneConfig(MethodConfig):
         unit = "in [0, 1)"
         self.check("embed", self.embed >= self.fusion_heads and self.embed % self.fusion_heads == 0,
                    f"a positive multiple of fusion_heads ({self.fusion_heads})")
-        for name in ("property_dim", "fusion_heads", "fusion_layers", "curvature_iters", "curvature_batch", "neumann_kmax",
-                     "meta_every", "meta_batch"):
+        for name in ("property_dim", "fusion_heads", "fusion_layers", "curvature_iters", "curvature_batch",
+                     "neumann_kmax", "meta_every", "meta_batch"):
             self.check(name, getattr(self, name) >= 1, ">= 1")
         for name in ("alpha_re", "beta_pe", "gamma_con", "lambda_coll", "eta_rank", "kappa", "meta_lr"):
             self.check(name, getattr(self, name) >= 0, ">= 0")

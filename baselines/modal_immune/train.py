@@ -23,8 +23,15 @@ from baselines.modal_immune.collapse import batch_covariance, collapse_loss, sta
 from baselines.modal_immune.curvature import apply_gate, double_backward_safe, gate, min_eigenvalue
 from baselines.modal_immune.meta import MetaState, meta_step
 from harness.data import Batch, Dataset
-from harness.training import FitContext, FitResult, Selector, check_finite, minibatches, resolve_select_metric
-from harness.training import validation_score
+from harness.training import (
+    FitContext,
+    FitResult,
+    Selector,
+    check_finite,
+    minibatches,
+    resolve_select_metric,
+    validation_score,
+)
 
 if TYPE_CHECKING:
     from baselines.modal_immune import ModalImmune
