@@ -266,8 +266,8 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
         with ProcessPoolExecutor(min(config.workers, len(todo)), mp_context=ctx, initializer=_worker_init,
                                  initargs=(config,)) as pool:
             futures = []
-            for cell in todo:
-                store.mark(cell.id, "running", started_at=now())
+            for cell in todo:  # queued until its worker's result arrives; anything not done is redone on resume
+                store.mark(cell.id, "queued", queued_at=now())
                 futures.append(pool.submit(_worker_cell, cell))
             for fut in as_completed(futures):
                 _store_result(store, summary, fut.result(), progress)
