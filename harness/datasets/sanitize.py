@@ -81,14 +81,18 @@ def shift_left(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return out
 
 
-def zero_beyond(x: np.ndarray, lengths: np.ndarray) -> int:
-    """Zero (in place) every step at or after ``lengths[i]``; return how many of those rows were not zero."""
-    pad = np.arange(x.shape[1])[None, :] >= lengths[:, None]
-    if not pad.any():
-        return 0
-    junk = int((x[pad] != 0).any(axis=-1).sum())
-    if junk:
-        x[pad] = 0.0
+def zero_beyond(x: np.ndarray, lengths: np.ndarray, chunk: int = 2048) -> int:
+    """Zero (in place) every step at or after ``lengths[i]``; return how many of those rows were not zero.
+
+    Works in chunks of samples so that a large file (MOSEI) does not need a copy of all its padding at once.
+    """
+    junk = 0
+    for i in range(0, len(x), chunk):
+        part = x[i:i + chunk]  # a view: writes go to x
+        pad = np.arange(x.shape[1])[None, :] >= lengths[i:i + chunk, None]
+        if pad.any() and (n := int((part[pad] != 0).any(axis=-1).sum())):
+            junk += n
+            part[pad] = 0.0
     return junk
 
 
