@@ -108,10 +108,10 @@ def convert(
     from harness.datasets.real import convert as convert_file
 
     builtins.load()
-    name, sep, path = src.partition("=")
-    if not sep or name not in DATASETS:
-        name, path = None, src  # type: ignore[assignment]
-    name = dataset or name
+    prefix, sep, rest = src.partition("=")
+    named = bool(sep) and prefix in DATASETS  # NAME=FILE; otherwise SRC is the file itself
+    path = rest if named else src
+    name = dataset or (prefix if named else None)
     try:
         if name is not None and name not in ("mosi", "mosei", "iemocap"):
             raise ValueError(f"--dataset must be mosi, mosei or iemocap, got {name!r}")

@@ -27,11 +27,11 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from harness.data import SPLITS, Dataset
+from harness.data import SPLITS, Dataset, Task
 from harness.datasets.formats import MODALITIES, RawData, RawSplit
 
 FORMAT, VERSION = "mibench-npz", 1
@@ -93,20 +93,28 @@ def _read(z: Any, path: Path) -> RawData:
     task = str(_get(z, "task", path))
     if task not in ("regression", "classification"):
         raise ValueError(f"{path}: task: expected 'regression' or 'classification', got {task!r}")
+    label_range = None
+    if "label_range" in z.files:
+        lr = z["label_range"]
+        if lr.shape != (2,) or not lr[0] <= lr[1]:
+            raise ValueError(f"{path}: label_range: expected (low, high), got {lr.tolist()}")
+        label_range = (float(lr[0]), float(lr[1]))
     modalities = tuple(str(m) for m in _get(z, "modalities", path))
     if modalities != MODALITIES:
         raise ValueError(f"{path}: modalities: expected {list(MODALITIES)}, got {list(modalities)}")
     classes = tuple(str(c) for c in _get(z, "classes", path))
-    label_range = tuple(float(v) for v in z["label_range"]) if "label_range" in z.files else None
     splits = {s: _split(z, s, path, task, classes, label_range) for s in SPLITS}
     notes: dict[str, Any] = {"name_in_file": str(_get(z, "name", path))}
     if "provenance" in z.files:
-        notes["converted_from"] = json.loads(str(z["provenance"]))
-    return RawData("mibench-npz", splits, task, classes, label_range, notes=notes)  # type: ignore[arg-type]
+        try:
+            notes["converted_from"] = json.loads(str(z["provenance"]))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: provenance: not valid JSON ({exc})") from None
+    return RawData("mibench-npz", splits, cast(Task, task), classes, label_range, notes=notes)
 
 
 def _split(z: Any, s: str, path: Path, task: str, classes: tuple[str, ...],
-           label_range: tuple[float, ...] | None) -> RawSplit:
+           label_range: tuple[float, float] | None) -> RawSplit:
     y = _labels(_get(z, f"{s}/labels", path), f"{path}: {s}/labels", task, classes, label_range)
     n = len(y)
     x, lengths = {}, {}
@@ -129,7 +137,7 @@ def _split(z: Any, s: str, path: Path, task: str, classes: tuple[str, ...],
 
 
 def _labels(y: np.ndarray, where: str, task: str, classes: tuple[str, ...],
-            label_range: tuple[float, ...] | None) -> np.ndarray:
+            label_range: tuple[float, float] | None) -> np.ndarray:
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.number):
         raise ValueError(f"{where}: expected labels (N,), got {y.dtype} {y.shape}")
     if task == "classification":

@@ -73,7 +73,8 @@ def check_fits(raw: RawData, name: str, path: Path, options: DataOptions) -> Non
     if name == "iemocap" and raw.task != "classification":
         raise ValueError(f"{path}: holds sentiment scores ({raw.layout} layout), not IEMOCAP emotion labels; "
                          f"use --datasets mosi=... or mosei=...")
-    stored = raw.notes.get("converted_from", {}).get("label_view")
+    source = raw.notes.get("converted_from")
+    stored = source.get("label_view") if isinstance(source, dict) else None
     if name == "iemocap" and stored and stored != options.iemocap_classes:
         raise ValueError(f"{path}: label_view: the file holds the {stored!r} IEMOCAP view but iemocap_classes is "
                          f"{options.iemocap_classes!r}; convert the source again with --iemocap-classes "
