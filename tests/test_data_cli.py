@@ -14,7 +14,7 @@ from harness.store import RunStore
 
 cli = CliRunner()
 PATTERNS = {"full", "text+audio", "text+vision", "audio+vision", "text", "audio", "vision"}
-LAYOUTS = {"mmsa": ("mosi", mmsa), "mmsa-aligned": ("mosi", lambda: mmsa(aligned=True)), "mult": ("mosei", mult),
+LAYOUTS = {"mmsa": ("mosi", mmsa), "mmsa-aligned": ("mosi", lambda: mmsa(aligned=True)), "mult": ("mosi", mult),
            "mult-iemocap": ("iemocap", lambda: mult(emotions=True)), "dialogue": ("iemocap", dialogue)}
 
 
