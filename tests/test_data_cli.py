@@ -25,11 +25,13 @@ def test_run_trains_and_evaluates_on_every_layout(tmp_path: Path, layout: str) -
     out = tmp_path / "run"
     extra = ["--pool", "--standardize"] if layout == "mmsa" else []
     res = cli.invoke(app, ["run", "--datasets", f"{name}={path}", "--methods", "vanilla_fusion", "--seeds", "1",
-                           "--set", "epochs=1", "--device", "cpu", "--out", str(out), *extra])
+                           "--set", "epochs=1", "--device", "cpu", "--protocols", "fixed_pattern", "--out", str(out),
+                           *extra])
     assert res.exit_code == 0, res.output
     store = RunStore.read(out)
     records = store.records()
-    assert set(records.condition) == PATTERNS and set(records.dataset) == {name}
+    assert set(records.protocol) == {"fixed_pattern"} and set(records.dataset) == {name}
+    assert set(records.condition) == PATTERNS
     assert records.groupby("condition").metric.nunique().min() >= 4
     meta = store.meta["datasets"][name]
     prov = meta["provenance"]
