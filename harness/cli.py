@@ -13,12 +13,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness import builtins
+from harness.cli_data import data_app
 from harness.config import build_run_config, parse_set
 from harness.registry import CORRUPTIONS, DATASETS, METHODS, METRICS, PROTOCOLS, UnknownNameError
 from harness.store import RunExistsError, RunStore
 
 app = typer.Typer(help="Robustness benchmarking for multimodal learning under missing and corrupted modalities.",
                   no_args_is_help=False, add_completion=False, pretty_exceptions_enable=False)
+app.add_typer(data_app, name="data")
 console = Console()
 err = Console(stderr=True)
 
@@ -68,6 +70,12 @@ def run(
     metric: Annotated[str | None, typer.Option(help="Metric of the final table (default per task).")] = None,
     threads: Annotated[int | None, typer.Option(help="Torch intra-op CPU threads (default 1: tiny models).")] = None,
     workers: Annotated[int | None, typer.Option(help="Cells trained in parallel processes (default 1).")] = None,
+    nan_value: Annotated[float | None, typer.Option(help="Value replacing NaN/inf features (default 0).")] = None,
+    pool: Annotated[bool | None, typer.Option("--pool/--no-pool", help="Mean-pool sequences over time.")] = None,
+    standardize: Annotated[bool | None, typer.Option(
+        "--standardize/--no-standardize", help="Z-score features with training-split statistics.")] = None,
+    iemocap_classes: Annotated[str | None, typer.Option(
+        help="IEMOCAP labels: 4, 6 or binary:<neutral|happy|sad|angry> (default 4).")] = None,
 ) -> None:
     """Train every method on every dataset for every seed and evaluate under every protocol. Re-running the
     same command on the same --out resumes: finished cells are skipped."""
@@ -79,6 +87,7 @@ def run(
             out=str(out) if out else None, device=device, data_dir=str(data_dir) if data_dir else None,
             plugins=tuple(plugin) if plugin else None, method_options=parse_set(set_ or []), threads=threads,
             workers=workers,
+            nan_value=nan_value, pool=pool, standardize=standardize, iemocap_classes=iemocap_classes,
         )
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, transient=False) as bar:

@@ -41,7 +41,11 @@ STANDARD_PROTOCOLS = ("fixed_pattern", "random_missing", "noise")
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines a run. ``datasets`` entries are ``name`` or ``name=PATH``."""
+    """Everything that defines a run. ``datasets`` entries are ``name`` or ``name=PATH``.
+
+    ``nan_value``, ``pool``, ``standardize`` and ``iemocap_classes`` are the data options of
+    :class:`harness.data.DataOptions` (they change the numbers, so they are part of the run identity).
+    """
 
     methods: tuple[str, ...] = ("all",)
     datasets: tuple[str, ...] = ("synth-mosi", "synth-iemocap")
@@ -50,6 +54,10 @@ class RunConfig:
     protocols: tuple[str, ...] = STANDARD_PROTOCOLS
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     data_dir: str | None = None
+    nan_value: float = 0.0
+    pool: bool = False
+    standardize: bool = False
+    iemocap_classes: str = "4"
     out: str | None = None
     device: str = "auto"
     plugins: tuple[str, ...] = ()
@@ -71,6 +79,11 @@ class RunConfig:
         for key in ("methods", "datasets", "protocols"):
             if not getattr(self, key):
                 raise ValueError(f"{key}: the list is empty")
+        for key in ("pool", "standardize"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
+        if isinstance(self.nan_value, bool) or not isinstance(self.nan_value, (int, float)):
+            raise ValueError(f"nan_value must be a number, got {self.nan_value!r}")
 
     def identity(self) -> dict[str, Any]:
         """The part of the config that determines the results (a run directory holds exactly one identity)."""

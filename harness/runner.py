@@ -107,7 +107,9 @@ def parse_dataset(entry: str, config: RunConfig) -> tuple[str, DataOptions]:
     name, _, path = entry.partition("=")
     DATASETS.get(name)
     data_dir = Path(config.data_dir).expanduser() if config.data_dir else None
-    return name, DataOptions(preset=config.preset, path=Path(path).expanduser() if path else None, data_dir=data_dir)
+    return name, DataOptions(preset=config.preset, path=Path(path).expanduser() if path else None, data_dir=data_dir,
+                             nan_value=float(config.nan_value), pool=config.pool, standardize=config.standardize,
+                             iemocap_classes=config.iemocap_classes)
 
 
 def prepare(config: RunConfig) -> Plan:
