@@ -69,7 +69,7 @@ def run(
     overwrite: Annotated[bool, typer.Option(help="Discard an existing run in --out with a different config.")] = False,
     metric: Annotated[str | None, typer.Option(help="Metric of the final table (default per task).")] = None,
     threads: Annotated[int | None, typer.Option(help="Torch intra-op CPU threads (default 1: tiny models).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Cells trained in parallel processes (default 1).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel cell processes (default 0: one per CPU core).")] = None,
     nan_value: Annotated[float | None, typer.Option(help="Value replacing NaN/inf features (default 0).")] = None,
     pool: Annotated[bool | None, typer.Option("--pool/--no-pool", help="Mean-pool sequences over time.")] = None,
     standardize: Annotated[bool | None, typer.Option(

@@ -62,7 +62,7 @@ class RunConfig:
     device: str = "auto"
     plugins: tuple[str, ...] = ()
     threads: int = 1
-    workers: int = 1
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -71,9 +71,10 @@ class RunConfig:
             raise ValueError(f"seeds must be non-negative integers, got {list(self.seeds)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
-        for key in ("threads", "workers"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
-                raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
+        if not isinstance(self.workers, int) or self.workers < 0:
+            raise ValueError(f"workers must be >= 0 (0 = one per CPU core on CPU, 1 on a GPU), got {self.workers!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         for key in ("methods", "datasets", "protocols"):

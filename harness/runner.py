@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import os
 import platform
 import re
 import shutil
@@ -251,8 +252,9 @@ def _store_result(store: RunStore, summary: Summary, result, progress: Progress 
 def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = False) -> Summary:
     """Run every cell of ``config`` (skipping finished ones) and return what happened.
 
-    With ``config.workers > 1`` cells run in that many worker processes (each loads the data itself); this
-    process stays the only writer of the run directory.
+    With more than one worker (``config.workers``; 0 = one per CPU core on a CPU, one on a GPU) cells run in
+    worker processes that each load the data themselves; this process stays the only writer of the run
+    directory.
     """
     plan, datasets, stats = _prepare_process(config)
     if overwrite and (plan.out / "run.json").exists():
@@ -263,9 +265,10 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
     summary.skipped = [c.id for c in plan.cells if store.is_done(c.id)]
     if progress:
         progress.start(len(plan.cells), len(summary.skipped))
-    if config.workers > 1 and len(todo) > 1:
+    workers = config.workers or (1 if plan.device.type == "cuda" else max(1, (os.cpu_count() or 1) // config.threads))
+    if workers > 1 and len(todo) > 1:
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(config.workers, len(todo)), mp_context=ctx, initializer=_worker_init,
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_worker_init,
                                  initargs=(config,)) as pool:
             futures = []
             for cell in todo:  # queued until its worker's result arrives; anything not done is redone on resume
