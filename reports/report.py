@@ -1,0 +1,216 @@
+"""Build a whole report: tables per dataset (overview, each protocol's conditions, robustness summary) in the
+chosen formats, figures, and ``report.md``, an index that embeds them with relative paths.
+
+Layout of ``OUT``::
+
+    report.md                          the index (Markdown tables inline, figures embedded)
+    tables/<dataset>__<table>.{md,tex,csv}
+    tables/<dataset>__pairwise.csv     all-pairs comparisons (with ``all_pairs``)
+    figures/<dataset>__<kind>__<metric>.{png,pdf}
+
+A pure function of the result files: nothing is trained or predicted, and figures and tables come from the
+same records through the same statistics.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from harness.comparisons import compare_all_pairs
+from harness.registry import METRICS
+from harness.robustness import FIXED_PATTERN
+from reports.intervals import bootstrap_intervals
+from reports.load import Results
+from reports.render import RENDERERS, to_markdown
+from reports.tables import StatsOptions, Table, build_table, describe
+from reports.views import View, condition_view, metric_view, robustness_values, summary_view, with_reported
+
+DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
+    "regression": ("acc2_non0", "f1_non0", "acc7", "mae", "corr"),
+    "classification": ("wa", "ua", "f1_weighted"),
+}
+HEADLINE: dict[str, str] = {"regression": "acc2_non0", "classification": "ua"}
+FORMATS = tuple(RENDERERS)
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What to report. ``metrics`` empty = :data:`DEFAULT_METRICS` of each dataset's task; ``figures``:
+    for each dataset's first metric only (the headline), for every metric, or none."""
+
+    metrics: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ("md",)
+    stats: StatsOptions = field(default_factory=StatsOptions)
+    composite: bool = False
+    reported: bool = False
+    ci: Literal["t", "bootstrap"] = "t"
+    n_resamples: int = 1000
+    rng_seed: int = 0
+    all_pairs: bool = False
+    figures: Literal["first", "all", "none"] = "first"
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.formats) - set(FORMATS))
+        if unknown or not self.formats:
+            raise ValueError(f"unknown format(s) {unknown or self.formats}; valid: {', '.join(FORMATS)}")
+        if self.ci not in ("t", "bootstrap"):
+            raise ValueError(f"unknown interval {self.ci!r}; valid: t, bootstrap")
+        if self.figures not in ("first", "all", "none"):
+            raise ValueError(f"unknown figures option {self.figures!r}; valid: first, all, none")
+        for metric in self.metrics:
+            METRICS.get(metric)  # unknown name: error with suggestions
+
+
+def metrics_by_dataset(results: Results, options: ReportOptions) -> dict[str, list[str]]:
+    """The metrics to report per dataset; ``ValueError`` if a requested metric is recorded nowhere."""
+    rec = results.records
+    recorded = {d: set(rec.loc[rec["dataset"] == d, "metric"]) for d in rec["dataset"].unique()}
+    out = {}
+    for dataset, have in recorded.items():
+        wanted = options.metrics or DEFAULT_METRICS.get(results.tasks.get(dataset, ""), tuple(sorted(have)))
+        out[dataset] = [m for m in wanted if m in have]
+    missing = [m for m in options.metrics if not any(m in have for have in recorded.values())]
+    if missing:
+        available = ", ".join(f"{d}: {', '.join(sorted(h))}" for d, h in recorded.items())
+        raise ValueError(f"no records for metric(s) {missing}; available: {available}")
+    return {d: ms for d, ms in out.items() if ms}
+
+
+def check_reference(results: Results, options: ReportOptions) -> None:
+    ref = options.stats.reference
+    methods = sorted(results.records["method"].unique())
+    if ref is not None and ref not in methods:
+        raise ValueError(f"reference method {ref!r} is not in the results; methods: {', '.join(methods)} "
+                         "(or --reference none for no significance marks)")
+
+
+def _slug(*parts: str) -> str:
+    return "__".join(re.sub(r"[^A-Za-z0-9_.+=-]", "_", p) for p in parts if p)
+
+
+def _views(results: Results, dataset: str, metrics: list[str], options: ReportOptions) -> list[tuple[str, View]]:
+    """(table key, view) for the overview, every protocol's conditions and the robustness summary."""
+    rec = results.records[results.records["dataset"] == dataset]
+    protocols = sorted(rec["protocol"].unique(), key=lambda p: (p != FIXED_PATTERN, p))
+    groups = [metrics] if options.composite else [[m] for m in metrics]
+    summaries = robustness_values(rec, dataset, metrics, options.stats.reference)
+    out: list[tuple[str, View]] = []
+    if ((rec["protocol"] == FIXED_PATTERN) & (rec["condition"] == "full")).any():
+        out.append((_slug(dataset, "overview"), metric_view(rec, dataset, metrics)))
+    for protocol in protocols:
+        for group in groups:
+            name = "composite" if len(group) > 1 else group[0]
+            out.append((_slug(dataset, protocol, name), condition_view(rec, dataset, protocol, group, summaries)))
+    for group in groups:
+        name = "composite" if len(group) > 1 else group[0]
+        if summaries["metric"].isin(group).any():
+            view = summary_view(rec, dataset, group, options.stats.reference, summaries)
+            out.append((_slug(dataset, "robustness", name), view))
+    return out
+
+
+def _reasons(results: Results) -> list[str]:
+    return list(dict.fromkeys(r for run in results.runs for r in run.reasons))
+
+
+def _intervals(results: Results, view: View, options: ReportOptions, rng: np.random.Generator) -> pd.DataFrame | None:
+    if options.ci != "bootstrap" or view.kind != "conditions":
+        return None
+    protocol = next(iter(view.condition_of.values()))[0]
+    return bootstrap_intervals(results, view.dataset, protocol, view.metrics, rng=rng,
+                               n_resamples=options.n_resamples, confidence=options.stats.confidence)
+
+
+def build_tables(results: Results, options: ReportOptions) -> list[Table]:
+    """Every table of the report, numbers and captions included, in report order."""
+    check_reference(results, options)
+    rng = np.random.default_rng(options.rng_seed)
+    reasons = _reasons(results)
+    tables = []
+    for dataset, metrics in metrics_by_dataset(results, options).items():
+        for key, view in _views(results, dataset, metrics, options):
+            reported: dict = {}
+            if options.reported and view.kind != "robustness":
+                view, reported = with_reported(view, sorted(view.values["method"].unique()))
+            table = build_table(key, dataset, view.title, view.values, view.columns, options.stats,
+                                intervals=_intervals(results, view, options, rng), reported=reported,
+                                legend=view.legend)
+            table.caption = describe(table, options.stats, view.protocols, reasons)
+            if options.reported and not reported and view.kind == "metrics":
+                table.notes.append(f"no method card reports a value for dataset {dataset}")
+            tables.append(table)
+    return tables
+
+
+def headline_tables(results: Results, metric: str | None, options: ReportOptions) -> list[Table]:
+    """Per dataset, the fixed_pattern table of ``metric`` (default: the task's headline, ua for
+    classification, acc2_non0 for regression); datasets without that metric are skipped."""
+    check_reference(results, options)
+    tables = []
+    for dataset in results.records["dataset"].unique():
+        rec = results.records[results.records["dataset"] == dataset]
+        name = metric or HEADLINE.get(results.tasks.get(dataset, ""), "")
+        if name not in set(rec["metric"]) or not (rec["protocol"] == FIXED_PATTERN).any():
+            continue
+        view = condition_view(rec, dataset, FIXED_PATTERN, [name])
+        table = build_table(_slug(dataset, FIXED_PATTERN, name), dataset, view.title, view.values, view.columns,
+                            options.stats, legend=view.legend)
+        table.caption = describe(table, options.stats, view.protocols, _reasons(results))
+        tables.append(table)
+    return tables
+
+
+def pairwise(results: Results, dataset: str, metrics: Sequence[str], options: ReportOptions) -> pd.DataFrame:
+    """All-pairs seed-level comparisons over every condition of every protocol of one dataset."""
+    rec = results.records
+    rec = rec[(rec["dataset"] == dataset) & rec["metric"].isin(list(metrics))]
+    higher = {m: METRICS.get(m).higher_is_better for m in metrics}
+    s = options.stats
+    return compare_all_pairs(rec, higher_is_better=higher, test=s.test, correction=s.correction, alpha=s.alpha)
+
+
+def _write_tables(tables: Sequence[Table], options: ReportOptions, out: Path) -> dict[str, list[Path]]:
+    files: dict[str, list[Path]] = {}
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    for table in tables:
+        for fmt in options.formats:
+            suffix, render = RENDERERS[fmt]
+            path = out / "tables" / f"{table.key}{suffix}"
+            path.write_text(render(table), encoding="utf-8")
+            files.setdefault(table.key, []).append(path)
+    return files
+
+
+def write_report(results: Results, options: ReportOptions, out: Path) -> tuple[list[Table], Path]:
+    """Write tables, figures and ``report.md`` under ``out``; return the tables and the index path."""
+    from reports.figures import make_figures  # late: matplotlib is only needed when writing
+    from reports.index import index_markdown
+
+    out = Path(out)
+    tables = build_tables(results, options)
+    files = _write_tables(tables, options, out)
+    metrics = metrics_by_dataset(results, options)
+    drawn = {d: ms[:1] if options.figures == "first" else ms for d, ms in metrics.items()}
+    figures = make_figures(results.records, drawn, out / "figures") if options.figures != "none" else []
+    pairs = {}
+    if options.all_pairs and results.records["method"].nunique() > 1:
+        for dataset, names in metrics.items():
+            frame = pairwise(results, dataset, names, options)
+            path = out / "tables" / f"{_slug(dataset, 'pairwise')}.csv"
+            frame.to_csv(path, index=False)
+            pairs[dataset] = (frame, path)
+    index = out / "report.md"
+    index.write_text(index_markdown(results, options, tables, files, figures, pairs, out), encoding="utf-8")
+    return tables, index
+
+
+def markdown_tables(tables: Sequence[Table]) -> str:
+    """All tables as Markdown, one after another (what ``mibench report`` prints)."""
+    return "\n\n".join(to_markdown(t) for t in tables)
