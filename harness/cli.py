@@ -146,7 +146,8 @@ def report(
     metric: Annotated[str | None, typer.Option(help="Comma list of metrics (default per task: acc2_non0,f1_non0,"
                                                     "acc7,mae,corr; wa,ua,f1_weighted).")] = None,
     reference: Annotated[str, typer.Option(help="Method the others are tested against, or 'none'.")] = "vanilla_fusion",
-    test: Annotated[str, typer.Option(help="Paired test over seeds: ttest or wilcoxon.")] = "ttest",
+    test: Annotated[str, typer.Option(help="ttest or wilcoxon (over seeds), or randomization (over test "
+                                           "samples, within seeds).")] = "ttest",
     correction: Annotated[str, typer.Option(help="holm (headline tables), bh (large grids) or none.")] = "holm",
     out: Annotated[Path | None, typer.Option(help="Report directory (default: RUN_DIR/report).")] = None,
     allow_partial: Annotated[bool, typer.Option(help="Report non-reportable runs (captions say partial).")] = False,

@@ -91,6 +91,7 @@ def heatmap_figure(means: pd.DataFrame, slot: Slot, title: str) -> Figure:
         ax.set_ylabel("")
         ax.set_title(title, fontsize="medium")
         ax.tick_params(axis="x", labelrotation=30)
+        ax.tick_params(axis="y", labelrotation=0)
     return fig
 
 
@@ -128,7 +129,7 @@ def save(fig: Figure, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path
     for fmt in formats:
         path = stem.with_name(f"{stem.name}.{fmt}")
         metadata = {"CreationDate": None} if fmt == "pdf" else None
-        fig.savefig(path, dpi=150, metadata=metadata)
+        fig.savefig(path, dpi=150, bbox_inches="tight", metadata=metadata)
         paths.append(path)
     return paths
 
@@ -146,6 +147,10 @@ class FigureFile:
 
 def _stem(out: Path, *parts: str) -> Path:
     return out / "__".join(re.sub(r"[^A-Za-z0-9_.+=-]", "_", p) for p in parts)
+
+
+def _flat(title: str) -> str:
+    return title.replace("\n", ", ")
 
 
 def _seeds(n: pd.Series) -> str:
@@ -168,15 +173,15 @@ def _pattern_figures(records: pd.DataFrame, dataset: str, metric: str, out: Path
     methods = list(dict.fromkeys(view.values["method"]))
     means = agg.pivot(index="method", columns="column", values="mean").reindex(index=methods, columns=order)
     files = []
-    title = f"{dataset}: {metric}, mean over {_seeds(agg['n'])} seeds"
+    title = f"{dataset}: {metric}\nmean over {_seeds(agg['n'])} seeds"
     stem = _stem(out, dataset, "heatmap", metric)
-    files.append(FigureFile(dataset, "heatmap", metric, f"{title}, per method and available modalities.",
+    files.append(FigureFile(dataset, "heatmap", metric, f"{_flat(title)}, per method and available modalities.",
                             tuple(save(heatmap_figure(means, slot, title), stem))))
     raw = pattern_drops(records, dataset, metric)
     drops = _in_order(aggregate(raw, by=("method", "column")), methods, list(dict.fromkeys(raw["column"])))
-    title = f"{dataset}: drop in {metric} from full (mean, 95% t-interval, {_seeds(drops['n'])} seeds)"
+    title = f"{dataset}: drop in {metric} from full\nmean and 95% t-interval over {_seeds(drops['n'])} seeds"
     stem = _stem(out, dataset, "drop", metric)
-    files.append(FigureFile(dataset, "drop", metric, f"{title}; positive = worse.",
+    files.append(FigureFile(dataset, "drop", metric, f"{_flat(title)}; positive = worse.",
                             tuple(save(drop_figure(drops, slot, title), stem))))
     return files
 
@@ -187,9 +192,9 @@ def _curve_figures(records: pd.DataFrame, dataset: str, metric: str, out: Path) 
     files = []
     for curve, group in points.groupby("curve", sort=True):
         agg = aggregate(group, by=("method", "severity"))
-        title = f"{dataset}: {metric} vs {curve} (mean, 95% t-band, {_seeds(agg['n'])} seeds)"
+        title = f"{dataset}: {metric} vs {curve}\nmean and 95% t-band over {_seeds(agg['n'])} seeds"
         stem = _stem(out, dataset, f"curve_{curve}", metric)
-        caption = f"{title}; x = the recorded severity values, severity 0 = condition full."
+        caption = f"{_flat(title)}; x = the recorded severity values, severity 0 = condition full."
         files.append(FigureFile(dataset, f"curve {curve}", metric, caption,
                                 tuple(save(curve_figure(agg, slot, str(curve), title), stem))))
     return files

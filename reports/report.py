@@ -26,8 +26,8 @@ import pandas as pd
 from harness.comparisons import compare_all_pairs
 from harness.registry import METRICS
 from harness.robustness import FIXED_PATTERN
-from reports.intervals import bootstrap_intervals
 from reports.load import Results
+from reports.persample import bootstrap_intervals, randomization_pvalues
 from reports.render import RENDERERS, to_markdown
 from reports.tables import StatsOptions, Table, build_table, describe
 from reports.views import View, condition_view, metric_view, robustness_values, summary_view, with_reported
@@ -62,6 +62,8 @@ class ReportOptions:
             raise ValueError(f"unknown format(s) {unknown or self.formats}; valid: {', '.join(FORMATS)}")
         if self.ci not in ("t", "bootstrap"):
             raise ValueError(f"unknown interval {self.ci!r}; valid: t, bootstrap")
+        if self.all_pairs and self.stats.test == "randomization":
+            raise ValueError("--all-pairs tests over seeds: use it with --test ttest or wilcoxon")
         if self.figures not in ("first", "all", "none"):
             raise ValueError(f"unknown figures option {self.figures!r}; valid: first, all, none")
         for metric in self.metrics:
@@ -120,12 +122,20 @@ def _reasons(results: Results) -> list[str]:
     return list(dict.fromkeys(r for run in results.runs for r in run.reasons))
 
 
-def _intervals(results: Results, view: View, options: ReportOptions, rng: np.random.Generator) -> pd.DataFrame | None:
-    if options.ci != "bootstrap" or view.kind != "conditions":
-        return None
+def _persample(results: Results, view: View, options: ReportOptions,
+               rng: np.random.Generator) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Bootstrap intervals and randomization p-values for a condition table, when the options ask for them."""
+    if view.kind != "conditions":
+        return None, None
     protocol = next(iter(view.condition_of.values()))[0]
-    return bootstrap_intervals(results, view.dataset, protocol, view.metrics, rng=rng,
-                               n_resamples=options.n_resamples, confidence=options.stats.confidence)
+    s = options.stats
+    intervals = bootstrap_intervals(results, view.dataset, protocol, view.metrics, rng=rng,
+                                    n_resamples=options.n_resamples, confidence=s.confidence) \
+        if options.ci == "bootstrap" else None
+    pvalues = randomization_pvalues(results, view.dataset, protocol, view.metrics, s.reference, rng=rng,
+                                    n_permutations=s.n_permutations) \
+        if s.test == "randomization" and s.reference in set(view.values["method"]) else None
+    return intervals, pvalues
 
 
 def build_tables(results: Results, options: ReportOptions) -> list[Table]:
@@ -139,9 +149,9 @@ def build_tables(results: Results, options: ReportOptions) -> list[Table]:
             reported: dict = {}
             if options.reported and view.kind != "robustness":
                 view, reported = with_reported(view, sorted(view.values["method"].unique()))
+            intervals, pvalues = _persample(results, view, options, rng)
             table = build_table(key, dataset, view.title, view.values, view.columns, options.stats,
-                                intervals=_intervals(results, view, options, rng), reported=reported,
-                                legend=view.legend)
+                                intervals=intervals, reported=reported, legend=view.legend, pvalues=pvalues)
             table.caption = describe(table, options.stats, view.protocols, reasons)
             if options.reported and not reported and view.kind == "metrics":
                 table.notes.append(f"no method card reports a value for dataset {dataset}")
@@ -160,8 +170,9 @@ def headline_tables(results: Results, metric: str | None, options: ReportOptions
         if name not in set(rec["metric"]) or not (rec["protocol"] == FIXED_PATTERN).any():
             continue
         view = condition_view(rec, dataset, FIXED_PATTERN, [name])
+        intervals, pvalues = _persample(results, view, options, np.random.default_rng(options.rng_seed))
         table = build_table(_slug(dataset, FIXED_PATTERN, name), dataset, view.title, view.values, view.columns,
-                            options.stats, legend=view.legend)
+                            options.stats, legend=view.legend, intervals=intervals, pvalues=pvalues)
         table.caption = describe(table, options.stats, view.protocols, _reasons(results))
         tables.append(table)
     return tables
@@ -188,13 +199,27 @@ def _write_tables(tables: Sequence[Table], options: ReportOptions, out: Path) ->
     return files
 
 
+def prepare_out(out: Path) -> None:
+    """Make ``out`` ready: create it, or clear the files of an earlier report there (so no stale table or
+    figure survives); a non-empty directory that holds no ``report.md`` is refused, never cleared."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / "report.md").is_file():
+            raise ValueError(f"{out} is not empty and holds no report.md; choose another --out")
+        for sub, suffixes in (("tables", (".md", ".tex", ".csv")), ("figures", (".png", ".pdf"))):
+            for path in (out / sub).glob("*"):
+                if path.is_file() and path.suffix in suffixes:
+                    path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
 def write_report(results: Results, options: ReportOptions, out: Path) -> tuple[list[Table], Path]:
     """Write tables, figures and ``report.md`` under ``out``; return the tables and the index path."""
     from reports.figures import make_figures  # late: matplotlib is only needed when writing
     from reports.index import index_markdown
 
     out = Path(out)
-    tables = build_tables(results, options)
+    tables = build_tables(results, options)  # every error is raised before anything is written
+    prepare_out(out)
     files = _write_tables(tables, options, out)
     metrics = metrics_by_dataset(results, options)
     drawn = {d: ms[:1] if options.figures == "first" else ms for d, ms in metrics.items()}

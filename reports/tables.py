@@ -20,17 +20,21 @@ Conventions
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from harness.comparisons import Correction, compare_to_reference
-from harness.stats import SeedTest, aggregate, min_attainable_p, power_warning
+from harness.stats import aggregate, benjamini_hochberg, holm, min_attainable_p, power_warning
 
 CellKey = tuple[str, str, str]  # (method, column, metric)
-_TEST_NAMES = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
+_TEST_NAMES = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test",
+               "randomization": "seed-stratified approximate randomization test"}
+_CORRECT: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "holm": holm, "bh": benjamini_hochberg, "none": lambda p: np.asarray(p, dtype=float)}
 _CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no"}
 NOT_COMPUTABLE = "n/c"
 
@@ -70,12 +74,16 @@ class Column:
 
 @dataclass(frozen=True)
 class StatsOptions:
+    """``test``: ``ttest`` or ``wilcoxon`` over seeds, or ``randomization`` over test samples (needs the
+    stored predictions, see :mod:`reports.persample`; derived columns are then left untested)."""
+
     reference: str | None = "vanilla_fusion"
-    test: SeedTest = "ttest"
+    test: Literal["ttest", "wilcoxon", "randomization"] = "ttest"
     correction: Correction = "holm"
     alpha: float = 0.05
     strong: float = 0.01
     confidence: float = 0.95
+    n_permutations: int = 1000
 
     def __post_init__(self) -> None:
         if self.test not in _TEST_NAMES:
@@ -130,12 +138,22 @@ def mark(p_adjusted: float, note: str, options: StatsOptions) -> str:
 
 
 def _significance(values: pd.DataFrame, dataset: str, methods: Sequence[str], slots: Sequence[Slot],
-                  options: StatsOptions) -> pd.DataFrame:
-    """compare_to_reference on the table's cells; empty without a reference or a second method."""
+                  options: StatsOptions, pvalues: pd.DataFrame | None) -> pd.DataFrame:
+    """p-values against the reference, corrected per metric over the table; empty without a reference or a
+    second method. Seed-level tests run here; per-sample p-values come in as ``pvalues``."""
     ref = options.reference
     cols = ["method", "column", "metric", "p_value", "p_adjusted", "note", "n_pairs"]
     if ref is None or ref not in methods or len(methods) < 2:
         return pd.DataFrame(columns=cols)
+    if options.test == "randomization":
+        if pvalues is None or pvalues.empty:
+            return pd.DataFrame(columns=cols)
+        out = pvalues.reset_index(drop=True)
+        adjusted = np.full(len(out), np.nan)
+        p = out["p_value"].to_numpy(dtype=float)
+        for positions in out.groupby("metric").indices.values():
+            adjusted[positions] = _CORRECT[options.correction](p[positions])
+        return out.assign(p_adjusted=adjusted)[cols]
     higher = {s.metric: s.higher_is_better for s in slots}  # only used for the 'direction' column
     cmp = compare_to_reference(values.assign(dataset=dataset), ref, higher_is_better=higher, test=options.test,
                                correction=options.correction, alpha=options.alpha,
@@ -145,11 +163,13 @@ def _significance(values: pd.DataFrame, dataset: str, methods: Sequence[str], sl
 
 def build_table(key: str, dataset: str, title: str, values: pd.DataFrame, columns: Sequence[Column],
                 options: StatsOptions, *, intervals: pd.DataFrame | None = None,
-                reported: Mapping[CellKey, float] | None = None, legend: str = "") -> Table:
+                reported: Mapping[CellKey, float] | None = None, legend: str = "",
+                pvalues: pd.DataFrame | None = None) -> Table:
     """Aggregate ``values`` (per-seed rows: method, seed, column, metric, value), test, rank.
 
     ``intervals`` (method, column, metric, ci_low, ci_high) replaces the t-interval where given
-    (``ci_method`` says which); the caption is left to :func:`describe`.
+    (``ci_method`` says which); ``pvalues`` (method, column, metric, p_value, n_pairs, note) are per-sample
+    p-values for ``test="randomization"``. The caption is left to :func:`describe`.
     """
     seen = list(dict.fromkeys(values["method"]))
     ref = options.reference
@@ -163,7 +183,7 @@ def build_table(key: str, dataset: str, title: str, values: pd.DataFrame, column
         agg.loc[has, "ci_method"] = "bootstrap"
         agg = agg.drop(columns=["ci_low_boot", "ci_high_boot"])
     slots = [s for c in columns if not c.reported for s in c.slots]
-    sig = _significance(values, dataset, methods, slots, options)
+    sig = _significance(values, dataset, methods, slots, options, pvalues)
     cells = agg.merge(sig, on=["method", "column", "metric"], how="left")
     cells["note"] = cells["note"].fillna("")
     cells["mark"] = [mark(p, n, options) for p, n in zip(cells["p_adjusted"].astype(float), cells["note"],
@@ -187,23 +207,30 @@ def _seed_text(n: np.ndarray) -> str:
 
 
 def _metric_text(columns: Sequence[Column]) -> str:
-    """Metrics with unit and direction, e.g. ``acc2_non0 (%), higher is better``; composite cells list
-    their metrics in cell order."""
-    slots = list(dict((s.metric, s) for c in columns if not c.reported for s in c.slots).values())
-
-    def unit(s: Slot) -> str:
-        return " (%)" if s.scale == 100.0 else ""
+    """Metrics with unit and direction: ``acc2_non0 (%), higher is better`` for one metric; several are
+    grouped, e.g. ``acc2_non0, acc7 (%, higher is better); mae (lower is better)``; composite cells list
+    their metrics in cell order (``each cell a / b ...``)."""
+    first: dict[str, Slot] = {}
+    for slot in (s for c in columns if not c.reported for s in c.slots):
+        first.setdefault(slot.metric, slot)  # a metric's own direction (summary columns may flip it)
+    slots = list(first.values())
 
     def better(s: Slot) -> str:
         return f"{'higher' if s.higher_is_better else 'lower'} is better"
 
     if len(slots) == 1:
-        return f"{slots[0].metric}{unit(slots[0])}, {better(slots[0])}"
+        return f"{slots[0].metric}{' (%)' if slots[0].scale == 100.0 else ''}, {better(slots[0])}"
     composite = any(len(c.slots) > 1 for c in columns)
-    sep, prefix = (" / ", "each cell ") if composite else (", ", "")
-    if len({(unit(s), better(s)) for s in slots}) == 1:
-        return f"{prefix}{sep.join(s.metric for s in slots)}{unit(slots[0])}, {better(slots[0])}"
-    return prefix + sep.join(f"{s.metric}{unit(s)} ({better(s)})" for s in slots)
+    groups: list[tuple[str, list[str]]] = []
+    for s in slots:
+        descr = f"({'%, ' if s.scale == 100.0 else ''}{better(s)})"
+        if groups and groups[-1][0] == descr:
+            groups[-1][1].append(s.metric)
+        else:
+            groups.append((descr, [s.metric]))
+    inner, outer = (" / ", " / ") if composite else (", ", "; ")
+    text = outer.join(f"{inner.join(names)} {descr}" for descr, names in groups)
+    return f"each cell {text}" if composite else text
 
 
 def _test_text(table: Table, options: StatsOptions) -> list[str]:
@@ -219,13 +246,19 @@ def _test_text(table: Table, options: StatsOptions) -> list[str]:
     fam = f"m = {int(sizes.min())}" if sizes.nunique() <= 1 and len(sizes) else \
         f"m = {int(sizes.min())}–{int(sizes.max())}" if len(sizes) else "m = 0"
     correction = _CORRECTION_NAMES[options.correction]
+    how = (f"over test samples ({options.n_permutations} permutations, predictions swapped within each seed) "
+           "against {ref} on their common seeds" if options.test == "randomization"
+           else "over seeds against {ref}, paired on seed").format(ref=options.reference)
     out = [f"† p < {options.alpha:g}, ‡ p < {options.strong:g} after {correction} correction: two-sided "
-           f"{_TEST_NAMES[options.test]} over seeds against {options.reference}, paired on seed; family: the "
-           f"comparisons of this table sharing a metric ({fam}). Marks flag a difference in either direction."]
+           f"{_TEST_NAMES[options.test]} {how}; family: the comparisons of this table sharing a metric ({fam}). "
+           "Marks flag a difference in either direction."]
+    untested = cells.index.get_level_values("method") != options.reference
+    if options.test == "randomization" and cells.loc[untested, "p_value"].isna().any():
+        out.append("Derived columns are not tested (the per-sample test needs raw predictions).")
     if (cells["mark"] == NOT_COMPUTABLE).any():
         out.append("n/c: significance not computable (fewer than 2 paired seeds).")
     n_pairs = cells["n_pairs"].dropna().astype(int) if "n_pairs" in cells else pd.Series(dtype=int)
-    if len(n_pairs) and n_pairs.min() >= 2:
+    if len(n_pairs) and n_pairs.min() >= 2 and options.test != "randomization":
         n = int(n_pairs.min())
         warning = power_warning(options.test, n, options.alpha)
         if warning:

@@ -71,6 +71,16 @@ def test_marks_follow_scipy_and_holm_by_hand() -> None:
     assert table.methods == ["ref", "good"]
 
 
+def test_caption_groups_metrics_by_unit_and_direction() -> None:
+    cols = [Column(m, (Slot(m, m, h, sc),)) for m, h, sc in
+            (("acc2_non0", True, 100.0), ("acc7", True, 100.0), ("mae", False, 1.0), ("corr", True, 1.0))]
+    vals = pd.concat([values({"a": {c.label: REF}}, metric=c.label) for c in cols])
+    table = build_table("t", "d", "all metrics", vals, cols, StatsOptions(reference=None))
+    text = describe(table, StatsOptions(reference=None), [("fixed_pattern", 1, "h")])
+    assert text.startswith("acc2_non0, acc7 (%, higher is better); mae (lower is better); corr (higher is better); "
+                           "all metrics; protocol fixed_pattern v1 (hash h).")
+
+
 def test_one_seed_renders_with_not_computable_marks() -> None:
     vals = values({"ref": {"x": [0.7]}, "other": {"x": [0.8]}})
     opts = StatsOptions(reference="ref")
@@ -143,7 +153,7 @@ def test_renderers_on_a_composite_table() -> None:
     lines = [ln for ln in md.splitlines() if ln.startswith("|")]
     assert len({len(ln) for ln in lines}) == 1, "Markdown columns must be aligned"
     assert "**81.2**±0.0" not in md and "**81.2**±" in md and "**0.916**±" in md and " / " in md
-    assert "each cell acc2_non0 (%) (higher is better) / mae (lower is better)" in md
+    assert "each cell acc2_non0 (%, higher is better) / mae (lower is better)" in md
     tex = to_latex(table)
     check_latex_structure(tex)
     assert r"\textbf{81.2}" in tex and r"my\_method" in tex and r"$^{\ddagger}$" in tex

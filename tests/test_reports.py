@@ -65,6 +65,7 @@ def test_tables_are_the_records_aggregated(run_dir: Path, report: tuple[list, Pa
     assert set(best["rank"]) == {1}
     robustness = pd.read_csv(index.parent / "tables" / "synth-mosi__robustness__acc2_non0.csv")
     assert {"AUC random_drop", "ER random_drop", "drop (incomplete)", "worst pattern"} <= set(robustness.column)
+    assert tables[-1].caption.startswith("mae, lower is better; robustness summary (drop = clean minus")
 
 
 def test_markdown_is_aligned_and_index_embeds_everything(report: tuple[list, Path]) -> None:
@@ -127,6 +128,19 @@ def test_bootstrap_intervals_from_predictions(run_dir: Path) -> None:
     assert np.array_equal(again.ci_low.to_numpy(), cells.ci_low.to_numpy(), equal_nan=True)  # fixed generator
 
 
+def test_randomization_test_from_predictions(run_dir: Path) -> None:
+    options = ReportOptions(metrics=("mae",), stats=StatsOptions(test="randomization", n_permutations=99))
+    tables = build_tables(load_results([run_dir], allow_partial=True), options)
+    patterns, summary = tables[1], tables[-1]
+    other = patterns.cells.xs("test_plugin_mean", level="method")
+    tested = other.drop(index="mean (incomplete)", level="column")
+    assert tested.p_value.between(1 / 100, 1).all() and (tested.n_pairs == 3).all()
+    assert other.loc[("mean (incomplete)", "mae"), "p_value"] != other.loc[("mean (incomplete)", "mae"), "p_value"]
+    assert summary.cells.p_value.isna().all()
+    assert "seed-stratified approximate randomization test over test samples (99 permutations" in patterns.caption
+    assert "Derived columns are not tested" in patterns.caption
+
+
 def test_merging_a_copy_keeps_the_first(run_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
@@ -155,13 +169,24 @@ def test_report_command(run_dir: Path, tmp_path: Path) -> None:
     (["--reference", "mult"], "reference method 'mult' is not in the results; methods: test_plugin_mean, "
                               "vanilla_fusion (or --reference none"),
     (["--format", "html"], "unknown format(s) ['html']; valid: md, latex, csv"),
-    (["--test", "ztest"], "unknown test 'ztest'; valid: ttest, wilcoxon"),
+    (["--test", "ztest"], "unknown test 'ztest'; valid: ttest, wilcoxon, randomization"),
+    (["--test", "randomization", "--all-pairs"], "--all-pairs tests over seeds"),
     (["--correction", "bonferroni"], "unknown correction 'bonferroni'; valid: holm, bh, none"),
 ])
 def test_report_bad_input_is_one_line_error(run_dir: Path, args: list[str], message: str) -> None:
     res = cli.invoke(app, ["report", str(run_dir), "--allow-partial", *args])
     assert res.exit_code == 2, res.output
     assert "error:" in res.output and message in res.output.replace("\n", " ") and "Traceback" not in res.output
+
+
+def test_rewriting_a_report_leaves_no_stale_files(run_dir: Path, tmp_path: Path) -> None:
+    results = load_results([run_dir], allow_partial=True)
+    out = tmp_path / "rep"
+    write_report(results, ReportOptions(metrics=("mae",), formats=("md", "csv"), figures="none"), out)
+    write_report(results, ReportOptions(metrics=("mae",), formats=("latex",), figures="none"), out)
+    assert {p.suffix for p in (out / "tables").iterdir()} == {".tex"}
+    with pytest.raises(ValueError, match="is not empty and holds no report.md"):
+        write_report(results, ReportOptions(metrics=("mae",), figures="none"), run_dir)
 
 
 def test_report_errors_without_records_or_out(run_dir: Path, tmp_path: Path) -> None:
