@@ -10,6 +10,7 @@ Inputs are tidy frames with ``mean``, ``ci_low``, ``ci_high`` in the metric's st
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from reports.tables import Slot
 from reports.views import MEAN_INCOMPLETE, condition_view, curve_values, metric_slot, pattern_drops
 
 FORMATS: tuple[str, ...] = ("png", "pdf")
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -191,6 +193,9 @@ def _curve_figures(records: pd.DataFrame, dataset: str, metric: str, out: Path) 
     points = curve_values(records, dataset, metric)
     files = []
     for curve, group in points.groupby("curve", sort=True):
+        if group.duplicated(["method", "seed", "severity"]).any():
+            log.warning("%s: curve %r has several conditions at one severity; no curve figure", dataset, curve)
+            continue
         agg = aggregate(group, by=("method", "severity"))
         title = f"{dataset}: {metric} vs {curve}\nmean and 95% t-band over {_seeds(agg['n'])} seeds"
         stem = _stem(out, dataset, f"curve_{curve}", metric)

@@ -97,12 +97,24 @@ def _slug(*parts: str) -> str:
     return "__".join(re.sub(r"[^A-Za-z0-9_.+=-]", "_", p) for p in parts if p)
 
 
-def _views(results: Results, dataset: str, metrics: list[str], options: ReportOptions) -> list[tuple[str, View]]:
+def _summaries(rec: pd.DataFrame, dataset: str, metrics: list[str], reference: str | None,
+               notes: list[str]) -> tuple[pd.DataFrame, bool]:
+    """Robustness summaries of a dataset, and whether they cover the curves. A protocol whose curves the
+    summaries cannot use (e.g. two conditions at one severity) costs the summary table, not the report."""
+    try:
+        return robustness_values(rec, dataset, metrics, reference), True
+    except ValueError as exc:
+        notes.append(f"no robustness summary for {dataset}: {exc}")
+        return robustness_values(rec[rec["protocol"] == FIXED_PATTERN], dataset, metrics, None), False
+
+
+def _views(results: Results, dataset: str, metrics: list[str], options: ReportOptions,
+           notes: list[str]) -> list[tuple[str, View]]:
     """(table key, view) for the overview, every protocol's conditions and the robustness summary."""
     rec = results.records[results.records["dataset"] == dataset]
     protocols = sorted(rec["protocol"].unique(), key=lambda p: (p != FIXED_PATTERN, p))
     groups = [metrics] if options.composite else [[m] for m in metrics]
-    summaries = robustness_values(rec, dataset, metrics, options.stats.reference)
+    summaries, complete = _summaries(rec, dataset, metrics, options.stats.reference, notes)
     out: list[tuple[str, View]] = []
     if ((rec["protocol"] == FIXED_PATTERN) & (rec["condition"] == "full")).any():
         out.append((_slug(dataset, "overview"), metric_view(rec, dataset, metrics)))
@@ -112,7 +124,7 @@ def _views(results: Results, dataset: str, metrics: list[str], options: ReportOp
             out.append((_slug(dataset, protocol, name), condition_view(rec, dataset, protocol, group, summaries)))
     for group in groups:
         name = "composite" if len(group) > 1 else group[0]
-        if summaries["metric"].isin(group).any():
+        if complete and summaries["metric"].isin(group).any():
             view = summary_view(rec, dataset, group, options.stats.reference, summaries)
             out.append((_slug(dataset, "robustness", name), view))
     return out
@@ -145,7 +157,8 @@ def build_tables(results: Results, options: ReportOptions) -> list[Table]:
     reasons = _reasons(results)
     tables = []
     for dataset, metrics in metrics_by_dataset(results, options).items():
-        for key, view in _views(results, dataset, metrics, options):
+        notes: list[str] = []
+        for key, view in _views(results, dataset, metrics, options, notes):
             reported: dict = {}
             if options.reported and view.kind != "robustness":
                 view, reported = with_reported(view, sorted(view.values["method"].unique()))
@@ -156,6 +169,8 @@ def build_tables(results: Results, options: ReportOptions) -> list[Table]:
             if options.reported and not reported and view.kind == "metrics":
                 table.notes.append(f"no method card reports a value for dataset {dataset}")
             tables.append(table)
+        if notes and tables:
+            tables[-1].notes.extend(notes)
     return tables
 
 

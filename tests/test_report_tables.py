@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from reports.figures import make_figures
 from reports.load import load_results
 from reports.render import latex_escape, to_csv, to_latex, to_markdown
+from reports.report import ReportOptions, build_tables
 from reports.tables import Column, Slot, StatsOptions, best_second, build_table, describe
 from reports.views import condition_view, metric_view, with_reported
 
@@ -229,3 +231,20 @@ def test_partial_and_empty_runs(tmp_path: Path) -> None:
     empty = write_run(tmp_path / "empty", [])
     with pytest.raises(ValueError, match="holds no records yet \\(no cells\\)"):
         load_results([empty])
+
+
+def test_a_curve_the_summaries_cannot_use_costs_only_the_summary(tmp_path: Path) -> None:
+    rows = [record(m, s, c, 0.7 + 0.01 * s) for m in ("vanilla_fusion", "other") for s in (0, 1)
+            for c in ("full", "text")]
+    for m in ("vanilla_fusion", "other"):
+        for s in (0, 1):
+            for name in ("r=0.5/mask=0", "r=0.5/mask=1"):  # two conditions at one severity of one curve
+                rows.append({**record(m, s, name, 0.6 + 0.01 * s), "protocol": "rate", "severity": 0.5,
+                             "curve": "rate"})
+    results = load_results([write_run(tmp_path / "r", rows)])
+    tables = build_tables(results, ReportOptions(metrics=("acc2_non0",)))
+    assert [t.key for t in tables] == ["mosi__overview", "mosi__fixed_pattern__acc2_non0", "mosi__rate__acc2_non0"]
+    assert "no robustness summary for mosi: curve 'rate' needs one finite severity" in tables[-1].notes[0]
+    assert "mean (incomplete)" in [c.label for c in tables[1].columns]
+    figures = make_figures(results.records, {"mosi": ["acc2_non0"]}, tmp_path / "figures")
+    assert [f.kind for f in figures] == ["heatmap", "drop"]  # the ambiguous curve is not drawn
