@@ -81,7 +81,9 @@ def condition_view(records: pd.DataFrame, dataset: str, protocol: str, metrics: 
     order = condition_order(sel)
     values = sel.rename(columns={"condition": "column"})[VALUE_COLUMNS]
     if protocol == FIXED_PATTERN and len(order) > 1:
-        means = summaries if summaries is not None else robustness_values(records, dataset, metrics, None)
+        if summaries is None:  # the incomplete mean needs the fixed patterns only
+            summaries = robustness_values(records[records["protocol"] == FIXED_PATTERN], dataset, metrics, None)
+        means = summaries
         means = means[(means["summary"] == "incomplete_mean") & means["metric"].isin(list(metrics))]
         means = means.assign(column=MEAN_INCOMPLETE)
         values = pd.concat([values, means[VALUE_COLUMNS]], ignore_index=True)
