@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from corruptions.base import Condition, Protocol
+from corruptions.spec import FeatureStats
 from harness.data import Batch, DatasetSpec
 from harness.registry import PROTOCOLS
 
@@ -32,7 +33,7 @@ class RandomDrop(Protocol):
     version = 1
     family = "removal"
 
-    def conditions(self, spec: DatasetSpec) -> list[Condition]:
+    def conditions(self, spec: DatasetSpec, stats: FeatureStats | None = None) -> list[Condition]:
         return [Condition(f"r={r:g}", _drop_at(r), severity=r, curve="random_drop") for r in RATES]
 
 
