@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from harness.robustness import CLEAN_CONDITION, FIXED_PATTERN
 from harness.stats import aggregate
 from reports.tables import Slot
-from reports.views import MEAN_INCOMPLETE, condition_view, curve_values, metric_slot, pattern_drops
+from reports.views import MEAN_INCOMPLETE, condition_view, curve_values, metric_slot, pattern_drops, short_curve
 
 FORMATS: tuple[str, ...] = ("png", "pdf")
 log = logging.getLogger(__name__)
@@ -47,30 +47,40 @@ def _palette(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     return dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
 
 
-def curve_figure(points: pd.DataFrame, slot: Slot, curve: str, title: str) -> Figure:
-    """Metric vs severity, one line per method, a band for each point's interval over seeds.
+def curve_figure(curves: Mapping[str, pd.DataFrame], slot: Slot, title: str) -> Figure:
+    """Metric vs severity, one panel per curve (shared y axis), one line per method, a band for each
+    point's interval over seeds.
 
-    ``points``: one row per (method, severity) with ``mean, ci_low, ci_high``; the x axis uses the real
-    severity values (uneven spacing shows as such).
+    ``curves``: panel title -> one row per (method, severity) with ``mean, ci_low, ci_high``; the x axis
+    uses the real severity values (uneven spacing shows as such).
     """
-    methods = list(dict.fromkeys(points["method"]))
+    methods = list(dict.fromkeys(m for g in curves.values() for m in g["method"]))
     colors = _palette(methods)
+    ncols = min(4, len(curves))
+    nrows = -(-len(curves) // ncols)
     with _style():
-        fig = Figure(figsize=(5.0, 3.4), layout="constrained")
-        ax = fig.subplots()
-        for method in methods:
-            g = points[points["method"] == method].sort_values("severity")
-            x = g["severity"].to_numpy(float)
-            ax.plot(x, g["mean"] * slot.scale, marker="o", color=colors[method], label=method)
-            lo, hi = g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float)
-            ok = np.isfinite(lo) & np.isfinite(hi)
-            if ok.any():
-                ax.fill_between(x[ok], lo[ok] * slot.scale, hi[ok] * slot.scale, color=colors[method], alpha=0.2,
-                                linewidth=0)
-        ax.set_xlabel(f"severity ({curve})")
-        ax.set_ylabel(_unit(slot) + (" ↑" if slot.higher_is_better else " ↓"))
-        ax.set_title(title, fontsize="medium")
-        ax.legend(frameon=False, fontsize="small")
+        fig = Figure(figsize=(1.0 + 3.2 * ncols, 0.9 + 2.6 * nrows), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
+        for ax, (name, points) in zip(axes, curves.items(), strict=False):
+            for method in dict.fromkeys(points["method"]):
+                g = points[points["method"] == method].sort_values("severity")
+                x = g["severity"].to_numpy(float)
+                ax.plot(x, g["mean"] * slot.scale, marker="o", markersize=3, color=colors[method], label=method)
+                lo, hi = g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float)
+                ok = np.isfinite(lo) & np.isfinite(hi)
+                if ok.any():
+                    ax.fill_between(x[ok], lo[ok] * slot.scale, hi[ok] * slot.scale, color=colors[method],
+                                    alpha=0.2, linewidth=0)
+            ax.set_title(name, fontsize="small")
+            ax.set_xlabel("severity")
+        for ax in axes[len(curves):]:
+            ax.set_visible(False)
+        for ax in axes[::ncols]:
+            ax.set_ylabel(_unit(slot) + (" ↑" if slot.higher_is_better else " ↓"))
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(methods)), frameon=False,
+                   fontsize="small")
+        fig.suptitle(title, fontsize="medium")
     return fig
 
 
@@ -189,19 +199,25 @@ def _pattern_figures(records: pd.DataFrame, dataset: str, metric: str, out: Path
 
 
 def _curve_figures(records: pd.DataFrame, dataset: str, metric: str, out: Path) -> list[FigureFile]:
+    """One figure per protocol with severity curves, a panel per curve (records with collapsed draws)."""
     slot = metric_slot(metric, metric)
     points = curve_values(records, dataset, metric)
     files = []
-    for curve, group in points.groupby("curve", sort=True):
-        if group.duplicated(["method", "seed", "severity"]).any():
-            log.warning("%s: curve %r has several conditions at one severity; no curve figure", dataset, curve)
+    for protocol, group in points.groupby("protocol", sort=True):
+        panels: dict[str, pd.DataFrame] = {}
+        for curve, one in group.groupby("curve", sort=True):
+            if one["severity"].isna().any() or one.duplicated(["method", "seed", "severity"]).any():
+                log.warning("%s: curve %r needs one finite severity per condition; not drawn", dataset, curve)
+                continue
+            panels[short_curve(str(protocol), str(curve)) or str(curve)] = aggregate(one, by=("method", "severity"))
+        if not panels:
             continue
-        agg = aggregate(group, by=("method", "severity"))
-        title = f"{dataset}: {metric} vs {curve}\nmean and 95% t-band over {_seeds(agg['n'])} seeds"
-        stem = _stem(out, dataset, f"curve_{curve}", metric)
+        n = pd.concat(list(panels.values()))["n"]
+        title = f"{dataset}: {metric} vs severity, {protocol}\nmean and 95% t-band over {_seeds(n)} seeds"
         caption = f"{_flat(title)}; x = the recorded severity values, severity 0 = condition full."
-        files.append(FigureFile(dataset, f"curve {curve}", metric, caption,
-                                tuple(save(curve_figure(agg, slot, str(curve), title), stem))))
+        files.append(FigureFile(dataset, f"curves {protocol}", metric, caption,
+                                tuple(save(curve_figure(panels, slot, title), _stem(out, dataset, f"curves_{protocol}",
+                                                                                    metric)))))
     return files
 
 

@@ -34,10 +34,14 @@ def _seed_predictions(results: Results, dataset: str, method: str, seeds: Sequen
     return preds, target
 
 
-def _condition_arrays(results: Results, dataset: str, protocol: str, metrics: Sequence[str]):
-    """Yield (method, condition, metric, {seed: pred array}, target) checked against the stored records."""
+def _condition_arrays(results: Results, dataset: str, protocol: str, metrics: Sequence[str],
+                      conditions: Sequence[str] | None):
+    """Yield (method, condition, metric, {seed: pred array}, target) checked against the stored records,
+    for ``conditions`` of ``protocol`` (None: all of them)."""
     rec = results.records
     rec = rec[(rec["dataset"] == dataset) & (rec["protocol"] == protocol) & rec["metric"].isin(list(metrics))]
+    if conditions is not None:
+        rec = rec[rec["condition"].isin(list(conditions))]
     for method, group in rec.groupby("method", sort=True):
         seeds = sorted(int(s) for s in group["seed"].unique())
         preds, target = _seed_predictions(results, dataset, str(method), seeds)
@@ -55,10 +59,12 @@ def _condition_arrays(results: Results, dataset: str, protocol: str, metrics: Se
 
 
 def bootstrap_intervals(results: Results, dataset: str, protocol: str, metrics: Sequence[str], *,
-                        rng: np.random.Generator, n_resamples: int = 1000, confidence: float = 0.95) -> pd.DataFrame:
-    """Columns ``method, column (condition), metric, ci_low, ci_high`` for every condition of ``protocol``."""
+                        rng: np.random.Generator, conditions: Sequence[str] | None = None, n_resamples: int = 1000,
+                        confidence: float = 0.95) -> pd.DataFrame:
+    """Columns ``method, column (condition), metric, ci_low, ci_high`` for ``conditions`` of ``protocol``."""
     rows = []
-    for method, condition, metric, arrays, target in _condition_arrays(results, dataset, protocol, metrics):
+    for method, condition, metric, arrays, target in _condition_arrays(results, dataset, protocol, metrics,
+                                                                       conditions):
         ci = seed_mean_bootstrap_ci(list(arrays.values()), target, METRICS.get(metric), rng=rng,
                                     n_resamples=n_resamples, confidence=confidence)
         rows.append((method, condition, metric, ci.ci_low, ci.ci_high))
@@ -66,10 +72,12 @@ def bootstrap_intervals(results: Results, dataset: str, protocol: str, metrics: 
 
 
 def randomization_pvalues(results: Results, dataset: str, protocol: str, metrics: Sequence[str], reference: str, *,
-                          rng: np.random.Generator, n_permutations: int = 1000) -> pd.DataFrame:
+                          rng: np.random.Generator, conditions: Sequence[str] | None = None,
+                          n_permutations: int = 1000) -> pd.DataFrame:
     """Columns ``method, column, metric, p_value, n_pairs (common seeds), note``: every method but the
     reference, tested against the reference on their common seeds (uncorrected p-values)."""
-    cells = {(m, c, k): (a, t) for m, c, k, a, t in _condition_arrays(results, dataset, protocol, metrics)}
+    arrays = _condition_arrays(results, dataset, protocol, metrics, conditions)
+    cells = {(m, c, k): (a, t) for m, c, k, a, t in arrays}
     rows = []
     for (method, condition, metric), (arrays, target) in cells.items():
         ref = cells.get((reference, condition, metric))

@@ -30,7 +30,17 @@ from reports.load import Results
 from reports.persample import bootstrap_intervals, randomization_pvalues
 from reports.render import RENDERERS, to_markdown
 from reports.tables import StatsOptions, Table, build_table, describe
-from reports.views import View, condition_view, metric_view, robustness_values, summary_view, with_reported
+from reports.views import (
+    View,
+    collapse_draws,
+    condition_view,
+    metric_view,
+    protocol_parts,
+    robustness_values,
+    short_curve,
+    summary_view,
+    with_reported,
+)
 
 DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
     "regression": ("acc2_non0", "f1_non0", "acc7", "mae", "corr"),
@@ -108,25 +118,33 @@ def _summaries(rec: pd.DataFrame, dataset: str, metrics: list[str], reference: s
         return robustness_values(rec[rec["protocol"] == FIXED_PATTERN], dataset, metrics, None), False
 
 
-def _views(results: Results, dataset: str, metrics: list[str], options: ReportOptions,
+def _views(records: pd.DataFrame, dataset: str, metrics: list[str], options: ReportOptions,
            notes: list[str]) -> list[tuple[str, View]]:
-    """(table key, view) for the overview, every protocol's conditions and the robustness summary."""
-    rec = results.records[results.records["dataset"] == dataset]
+    """(table key, view) for the overview, each protocol's plain conditions and each of its curves, the
+    pattern summary and each protocol's curve summary. ``records``: collapsed draws (views.collapse_draws)."""
+    rec = records[records["dataset"] == dataset]
     protocols = sorted(rec["protocol"].unique(), key=lambda p: (p != FIXED_PATTERN, p))
     groups = [metrics] if options.composite else [[m] for m in metrics]
-    summaries, complete = _summaries(rec, dataset, metrics, options.stats.reference, notes)
+    ref = options.stats.reference
+    summaries, complete = _summaries(rec, dataset, metrics, ref, notes)
     out: list[tuple[str, View]] = []
     if ((rec["protocol"] == FIXED_PATTERN) & (rec["condition"] == "full")).any():
         out.append((_slug(dataset, "overview"), metric_view(rec, dataset, metrics)))
     for protocol in protocols:
+        for curve in protocol_parts(rec, protocol):
+            part = short_curve(protocol, curve) if curve else ""
+            for group in groups:
+                key = _slug(dataset, protocol, part, "composite" if len(group) > 1 else group[0])
+                out.append((key, condition_view(rec, dataset, protocol, group, summaries, curve=curve)))
+    curved = [p for p in protocols if rec.loc[rec["protocol"] == p, "curve"].notna().any()] if complete else []
+    for protocol in [None, *curved]:
         for group in groups:
-            name = "composite" if len(group) > 1 else group[0]
-            out.append((_slug(dataset, protocol, name), condition_view(rec, dataset, protocol, group, summaries)))
-    for group in groups:
-        name = "composite" if len(group) > 1 else group[0]
-        if complete and summaries["metric"].isin(group).any():
-            view = summary_view(rec, dataset, group, options.stats.reference, summaries)
-            out.append((_slug(dataset, "robustness", name), view))
+            try:
+                view = summary_view(rec, dataset, group, ref, summaries, protocol=protocol)
+            except ValueError:  # nothing to summarise (e.g. no full condition recorded)
+                continue
+            out.append((_slug(dataset, "robustness", protocol or "", view.metrics[0] if len(group) == 1
+                              else "composite"), view))
     return out
 
 
@@ -140,12 +158,13 @@ def _persample(results: Results, view: View, options: ReportOptions,
     if view.kind != "conditions":
         return None, None
     protocol = next(iter(view.condition_of.values()))[0]
+    conditions = [c for _, c in view.condition_of.values()]  # averaged draws have no predictions of their own
     s = options.stats
-    intervals = bootstrap_intervals(results, view.dataset, protocol, view.metrics, rng=rng,
+    intervals = bootstrap_intervals(results, view.dataset, protocol, view.metrics, rng=rng, conditions=conditions,
                                     n_resamples=options.n_resamples, confidence=s.confidence) \
         if options.ci == "bootstrap" else None
     pvalues = randomization_pvalues(results, view.dataset, protocol, view.metrics, s.reference, rng=rng,
-                                    n_permutations=s.n_permutations) \
+                                    conditions=conditions, n_permutations=s.n_permutations) \
         if s.test == "randomization" and s.reference in set(view.values["method"]) else None
     return intervals, pvalues
 
@@ -155,10 +174,11 @@ def build_tables(results: Results, options: ReportOptions) -> list[Table]:
     check_reference(results, options)
     rng = np.random.default_rng(options.rng_seed)
     reasons = _reasons(results)
+    records = collapse_draws(results.records)
     tables = []
     for dataset, metrics in metrics_by_dataset(results, options).items():
         notes: list[str] = []
-        for key, view in _views(results, dataset, metrics, options, notes):
+        for key, view in _views(records, dataset, metrics, options, notes):
             reported: dict = {}
             if options.reported and view.kind != "robustness":
                 view, reported = with_reported(view, sorted(view.values["method"].unique()))
@@ -195,7 +215,7 @@ def headline_tables(results: Results, metric: str | None, options: ReportOptions
 
 def pairwise(results: Results, dataset: str, metrics: Sequence[str], options: ReportOptions) -> pd.DataFrame:
     """All-pairs seed-level comparisons over every condition of every protocol of one dataset."""
-    rec = results.records
+    rec = collapse_draws(results.records)
     rec = rec[(rec["dataset"] == dataset) & rec["metric"].isin(list(metrics))]
     higher = {m: METRICS.get(m).higher_is_better for m in metrics}
     s = options.stats
@@ -238,7 +258,8 @@ def write_report(results: Results, options: ReportOptions, out: Path) -> tuple[l
     files = _write_tables(tables, options, out)
     metrics = metrics_by_dataset(results, options)
     drawn = {d: ms[:1] if options.figures == "first" else ms for d, ms in metrics.items()}
-    figures = make_figures(results.records, drawn, out / "figures") if options.figures != "none" else []
+    figures = make_figures(collapse_draws(results.records), drawn, out / "figures") \
+        if options.figures != "none" else []
     pairs = {}
     if options.all_pairs and results.records["method"].nunique() > 1:
         for dataset, names in metrics.items():

@@ -254,7 +254,8 @@ def _test_text(table: Table, options: StatsOptions) -> list[str]:
            "Marks flag a difference in either direction."]
     untested = cells.index.get_level_values("method") != options.reference
     if options.test == "randomization" and cells.loc[untested, "p_value"].isna().any():
-        out.append("Derived columns are not tested (the per-sample test needs raw predictions).")
+        out.append("Derived columns and averages over draws are not tested (the per-sample test needs one "
+                   "condition's predictions).")
     if (cells["mark"] == NOT_COMPUTABLE).any():
         out.append("n/c: significance not computable (fewer than 2 paired seeds).")
     n_pairs = cells["n_pairs"].dropna().astype(int) if "n_pairs" in cells else pd.Series(dtype=int)

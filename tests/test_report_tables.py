@@ -233,18 +233,35 @@ def test_partial_and_empty_runs(tmp_path: Path) -> None:
         load_results([empty])
 
 
-def test_a_curve_the_summaries_cannot_use_costs_only_the_summary(tmp_path: Path) -> None:
-    rows = [record(m, s, c, 0.7 + 0.01 * s) for m in ("vanilla_fusion", "other") for s in (0, 1)
-            for c in ("full", "text")]
-    for m in ("vanilla_fusion", "other"):
-        for s in (0, 1):
-            for name in ("r=0.5/mask=0", "r=0.5/mask=1"):  # two conditions at one severity of one curve
-                rows.append({**record(m, s, name, 0.6 + 0.01 * s), "protocol": "rate", "severity": 0.5,
-                             "curve": "rate"})
+def curve_rows(protocol: str, names: list[str], severity: float | None, value: float) -> list[dict]:
+    return [{**record(m, s, name, value + 0.01 * s + 0.02 * i), "protocol": protocol, "severity": severity,
+             "curve": protocol} for m in ("vanilla_fusion", "other") for s in (0, 1) for i, name in enumerate(names)]
+
+
+PATTERNS = [record(m, s, c, 0.7 + 0.01 * s + (0.05 + 0.01 * s) * (m == "other")) for m in ("vanilla_fusion", "other")
+            for s in (0, 1) for c in ("full", "text")]
+
+
+def test_mask_draws_are_averaged_per_training_seed(tmp_path: Path) -> None:
+    rows = PATTERNS + curve_rows("rate", ["r=0.5/mask=0", "r=0.5/mask=1"], 0.5, 0.6)
     results = load_results([write_run(tmp_path / "r", rows)])
     tables = build_tables(results, ReportOptions(metrics=("acc2_non0",)))
-    assert [t.key for t in tables] == ["mosi__overview", "mosi__fixed_pattern__acc2_non0", "mosi__rate__acc2_non0"]
+    assert [t.key for t in tables] == ["mosi__overview", "mosi__fixed_pattern__acc2_non0", "mosi__rate__acc2_non0",
+                                       "mosi__robustness__acc2_non0", "mosi__robustness__rate__acc2_non0"]
+    cell = tables[2].cells.loc[("other", "r=0.5", "acc2_non0")]
+    assert cell["mean"] == pytest.approx(np.mean([0.61, 0.62])) and cell["n"] == 2  # draws 0.60/0.62, 0.61/0.63
+    assert "mean over its 2 draws" in describe(tables[2], StatsOptions(), [("rate", 1, "h")], [])
+    auc = tables[4].cells.loc[("other", "auc:rate", "acc2_non0")]["mean"]
+    assert auc == pytest.approx(np.mean([(0.75 + 0.61) / 2, (0.77 + 0.62) / 2]))  # clean at 0, the mean at 0.5
+
+
+def test_a_curve_the_summaries_cannot_use_costs_only_the_summary(tmp_path: Path) -> None:
+    rows = PATTERNS + curve_rows("rate", ["r=?"], None, 0.6)  # a curve point without a severity
+    results = load_results([write_run(tmp_path / "r", rows)])
+    tables = build_tables(results, ReportOptions(metrics=("acc2_non0",)))
+    assert [t.key for t in tables] == ["mosi__overview", "mosi__fixed_pattern__acc2_non0", "mosi__rate__acc2_non0",
+                                       "mosi__robustness__acc2_non0"]
     assert "no robustness summary for mosi: curve 'rate' needs one finite severity" in tables[-1].notes[0]
     assert "mean (incomplete)" in [c.label for c in tables[1].columns]
     figures = make_figures(results.records, {"mosi": ["acc2_non0"]}, tmp_path / "figures")
-    assert [f.kind for f in figures] == ["heatmap", "drop"]  # the ambiguous curve is not drawn
+    assert [f.kind for f in figures] == ["heatmap", "drop"]  # the broken curve is not drawn

@@ -6,18 +6,21 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from test_report_tables import check_latex_structure
 from typer.testing import CliRunner
 
 from harness import runner
 from harness.cli import app
 from harness.config import RunConfig
+from harness.registry import PROTOCOLS
 from harness.stats import aggregate
 from reports.load import load_results
 from reports.report import ReportOptions, build_tables, write_report
@@ -28,15 +31,21 @@ METRICS = ("acc2_non0", "mae")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Two methods x 3 seeds on tiny synth-mosi, under fixed_pattern and a non-uniform severity curve."""
     out = tmp_path_factory.mktemp("reports") / "run"
     cfg = RunConfig(methods=("vanilla_fusion", "test_plugin_mean"), datasets=("synth-mosi",), seeds=(0, 1, 2),
                     protocols=("fixed_pattern", "test_random_drop"), preset="tiny", out=str(out), device="cpu",
                     method_options={"*": {"epochs": 2, "batch_size": 32}}, plugins=("plugin_method", "plugin_protocol"))
-    summary = runner.run(cfg)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # models this small train as fast on one thread, and a busy machine cannot slow it
+    try:
+        summary = runner.run(cfg)
+    finally:
+        torch.set_num_threads(threads)
     assert not summary.failed
-    return out
+    yield out
+    PROTOCOLS.remove("test_random_drop")  # registered by the run; other modules never see it
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +59,14 @@ def test_tables_are_the_records_aggregated(run_dir: Path, report: tuple[list, Pa
     tables, index = report
     keys = [t.key for t in tables]
     assert keys == ["synth-mosi__overview", "synth-mosi__fixed_pattern__acc2_non0", "synth-mosi__fixed_pattern__mae",
-                    "synth-mosi__test_random_drop__acc2_non0", "synth-mosi__test_random_drop__mae",
-                    "synth-mosi__robustness__acc2_non0", "synth-mosi__robustness__mae"]
+                    "synth-mosi__test_random_drop__all__acc2_non0", "synth-mosi__test_random_drop__all__mae",
+                    "synth-mosi__test_random_drop__text__acc2_non0", "synth-mosi__test_random_drop__text__mae",
+                    "synth-mosi__robustness__acc2_non0", "synth-mosi__robustness__mae",
+                    "synth-mosi__robustness__test_random_drop__acc2_non0",
+                    "synth-mosi__robustness__test_random_drop__mae"]
+    drawn = tables[3]  # two mask draws per rate, averaged per training seed
+    assert [c.label for c in drawn.columns] == ["all/r=0.1", "all/r=0.25", "all/r=0.5", "all/r=0.8"]
+    assert "each column is the mean over its 2 draws" in drawn.caption
     csv = pd.read_csv(index.parent / "tables" / "synth-mosi__fixed_pattern__mae.csv")
     records = pd.read_json(run_dir / "records.jsonl", lines=True)
     mae = records[(records.metric == "mae") & (records.protocol == "fixed_pattern")]
@@ -63,9 +78,12 @@ def test_tables_are_the_records_aggregated(run_dir: Path, report: tuple[list, Pa
     assert test_rows.p_value.notna().all() and (csv[csv.method == "vanilla_fusion"].p_value.isna()).all()
     best = csv.loc[csv.groupby("column")["mean"].idxmin()]  # lower MAE is better: rank 1 (or a display tie)
     assert set(best["rank"]) == {1}
-    robustness = pd.read_csv(index.parent / "tables" / "synth-mosi__robustness__acc2_non0.csv")
-    assert {"AUC random_drop", "ER random_drop", "drop (incomplete)", "worst pattern"} <= set(robustness.column)
-    assert tables[-1].caption.startswith("mae, lower is better; robustness summary (drop = clean minus")
+    patterns = pd.read_csv(index.parent / "tables" / "synth-mosi__robustness__acc2_non0.csv")
+    assert list(dict.fromkeys(patterns.column)) == ["clean", "mean (incomplete)", "worst pattern", "drop (incomplete)"]
+    curves = pd.read_csv(index.parent / "tables" / "synth-mosi__robustness__test_random_drop__acc2_non0.csv")
+    assert list(dict.fromkeys(curves.column)) == ["AUC all", "ER all", "AUC text", "ER text"]
+    assert tables[-1].caption.startswith("mae, lower is better; robustness of test_random_drop (AUC = mean level")
+    assert tables[-3].caption.startswith("mae, lower is better; robustness to missing-modality patterns (drop =")
 
 
 def test_markdown_is_aligned_and_index_embeds_everything(report: tuple[list, Path]) -> None:
@@ -87,7 +105,7 @@ def test_markdown_is_aligned_and_index_embeds_everything(report: tuple[list, Pat
 def test_latex_tables_compile(report: tuple[list, Path], tmp_path: Path) -> None:
     _, index = report
     fragments = sorted((index.parent / "tables").glob("*.tex"))
-    assert len(fragments) == 7
+    assert len(fragments) == 11
     for fragment in fragments:
         check_latex_structure(fragment.read_text())
     if shutil.which("pdflatex") is None:
@@ -106,7 +124,7 @@ def test_figures_exist_as_png_and_pdf(report: tuple[list, Path]) -> None:
     _, index = report
     figures = index.parent / "figures"
     for stem in ("synth-mosi__heatmap__acc2_non0", "synth-mosi__drop__acc2_non0",
-                 "synth-mosi__curve_random_drop__acc2_non0"):
+                 "synth-mosi__curves_test_random_drop__acc2_non0"):
         png, pdf = figures / f"{stem}.png", figures / f"{stem}.pdf"
         assert png.stat().st_size > 10_000 and pdf.stat().st_size > 5_000, stem
         image = mpimg.imread(png)
@@ -138,7 +156,11 @@ def test_randomization_test_from_predictions(run_dir: Path) -> None:
     assert other.loc[("mean (incomplete)", "mae"), "p_value"] != other.loc[("mean (incomplete)", "mae"), "p_value"]
     assert summary.cells.p_value.isna().all()
     assert "seed-stratified approximate randomization test over test samples (99 permutations" in patterns.caption
-    assert "Derived columns are not tested" in patterns.caption
+    assert "Derived columns and averages over draws are not tested" in patterns.caption
+    text = tables[3].cells.xs("test_plugin_mean", level="method")  # one draw per rate: tested
+    assert text.p_value.notna().all()
+    drawn = tables[2].cells.xs("test_plugin_mean", level="method")  # averaged draws: no per-sample test
+    assert drawn.p_value.isna().all()
 
 
 def test_merging_a_copy_keeps_the_first(run_dir: Path, tmp_path: Path) -> None:
