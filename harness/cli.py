@@ -66,6 +66,8 @@ def run(
     plugin: Annotated[list[str] | None, typer.Option(help="Module to import first (registers methods...).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Discard an existing run in --out with a different config.")] = False,
     metric: Annotated[str | None, typer.Option(help="Metric of the final table (default per task).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch intra-op CPU threads (default 1: tiny models).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Cells trained in parallel processes (default 1).")] = None,
 ) -> None:
     """Train every method on every dataset for every seed and evaluate under every protocol. Re-running the
     same command on the same --out resumes: finished cells are skipped."""
@@ -75,7 +77,8 @@ def run(
         cfg = build_run_config(
             config, methods=methods, datasets=datasets, seeds=seeds, protocols=protocols, preset=preset,
             out=str(out) if out else None, device=device, data_dir=str(data_dir) if data_dir else None,
-            plugins=tuple(plugin) if plugin else None, method_options=parse_set(set_ or []),
+            plugins=tuple(plugin) if plugin else None, method_options=parse_set(set_ or []), threads=threads,
+            workers=workers,
         )
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, transient=False) as bar:

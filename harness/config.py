@@ -31,7 +31,8 @@ import tomllib
 
 from harness.registry import METHODS
 
-IDENTITY_EXCLUDED = ("out", "device", "plugins")  # execution details that do not change what is computed
+# execution details that do not change what is computed
+IDENTITY_EXCLUDED = ("out", "device", "plugins", "threads", "workers")
 # The standard protocol set (docs/protocols.md): fixed missing-modality patterns (MMIN), random modality
 # missing over rates (GCNet/IMDer/ModalImmune) and feature noise (MultiBench), the three families papers
 # report most, and fast enough for the default demo. ``--protocols all`` selects every test protocol.
@@ -52,6 +53,8 @@ class RunConfig:
     out: str | None = None
     device: str = "auto"
     plugins: tuple[str, ...] = ()
+    threads: int = 1
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -60,6 +63,9 @@ class RunConfig:
             raise ValueError(f"seeds must be non-negative integers, got {list(self.seeds)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
+        for key in ("threads", "workers"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         for key in ("methods", "datasets", "protocols"):

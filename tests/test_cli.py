@@ -10,27 +10,27 @@ from typer.testing import CliRunner
 from harness.cli import app
 
 cli = CliRunner()
-FAST = ["--preset", "tiny", "--device", "cpu", "--set", "epochs=2", "--set", "batch_size=32",
+FAST = ["--preset", "tiny", "--device", "cpu", "--set", "epochs=1", "--set", "batch_size=32",
         "--protocols", "fixed_pattern"]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "run"
-    res = cli.invoke(app, ["run", "--methods", "all", "--datasets", "synth-mosi,synth-iemocap", "--seeds", "2",
+    res = cli.invoke(app, ["run", "--methods", "all", "--datasets", "synth-mosi,synth-iemocap", "--seeds", "1",
                            "--out", str(out), *FAST])
     assert res.exit_code == 0, res.output
     return out
 
 
 def test_run_prints_a_table_per_dataset(run_dir: Path) -> None:
-    res = cli.invoke(app, ["run", "--methods", "all", "--datasets", "synth-mosi,synth-iemocap", "--seeds", "2",
+    res = cli.invoke(app, ["run", "--methods", "all", "--datasets", "synth-mosi,synth-iemocap", "--seeds", "1",
                            "--out", str(run_dir), *FAST])  # resumes: nothing to train
     assert res.exit_code == 0, res.output
     assert "0 trained" in res.output
     assert "**synth-mosi**, acc2_non0 (%)" in res.output and "**synth-iemocap**, ua (%)" in res.output
     assert "| vanilla_fusion |" in res.output and "mean (incomplete)" in res.output
-    assert "(partial run: not reportable)" in res.output  # tiny preset, 2 epochs
+    assert "(partial run: not reportable)" in res.output  # tiny preset, 1 epoch
     report = run_dir / "report"
     assert (report / "report.md").is_file() and (report / "tables" / "synth-iemocap__fixed_pattern__ua.tex").is_file()
     assert (report / "figures" / "synth-mosi__heatmap__acc2_non0.png").is_file()
@@ -45,7 +45,7 @@ def test_report_markdown(run_dir: Path) -> None:
     for lines in tables:
         assert lines[0].split("|")[1].strip() == "method"
         assert len({len(ln) for ln in lines}) == 1, "columns must be aligned"
-    assert "lower is better" in res.output and "n = 2 seeds" in res.output
+    assert "lower is better" in res.output and "n = 1 seed;" in res.output
 
 
 def test_report_errors(run_dir: Path, tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_status(run_dir: Path) -> None:
     from harness.registry import METHODS
 
     res = cli.invoke(app, ["status", str(run_dir)])
-    assert res.exit_code == 0 and res.output.count("done") == 4 * len(METHODS.resolve(["all"]))
+    assert res.exit_code == 0 and res.output.count("done") == 2 * len(METHODS.resolve(["all"]))
 
 
 @pytest.mark.parametrize("kind", ["methods", "datasets", "metrics", "protocols"])

@@ -209,3 +209,12 @@ def test_config_file_precedence(tmp_path: Path) -> None:
     f.write_text("sedes = 3\n")
     with pytest.raises(ValueError, match="Unknown key\\(s\\) \\['sedes'\\]"):
         build_run_config(f)
+
+
+def test_parallel_workers_give_the_sequential_results(tmp_path: Path) -> None:
+    seq = runner.run(config(tmp_path / "seq", datasets=("synth-mosi",)))
+    par = runner.run(config(tmp_path / "par", datasets=("synth-mosi",), workers=2))
+    assert sorted(par.done) == sorted(seq.done) and not par.failed
+    a, b = (RunStore.read(tmp_path / x).records().sort_values(KEY).reset_index(drop=True) for x in ("seq", "par"))
+    assert a[KEY + ["value"]].equals(b[KEY + ["value"]])
+    assert RunStore.read(tmp_path / "par").meta["identity"] == RunStore.read(tmp_path / "seq").meta["identity"]
