@@ -50,7 +50,10 @@ class Slot:
     fmt: str = "{:.1f}"
 
     def display(self, value: float) -> str:
-        return "–" if not np.isfinite(value) else self.fmt.format(value * self.scale)
+        if not np.isfinite(value):
+            return "–"
+        text = self.fmt.format(value * self.scale)
+        return text[1:] if text.startswith("-") and float(text) == 0.0 else text  # no "-0.0" from float noise
 
     def rounded(self, value: float) -> float:
         """The value as displayed, back as a number (ties are decided on it)."""

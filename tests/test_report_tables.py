@@ -40,6 +40,11 @@ def test_best_and_second(means: dict, slot: Slot, expected: dict) -> None:
     assert best_second(means, slot) == expected
 
 
+def test_display_scales_and_never_shows_minus_zero() -> None:
+    assert ACC.display(0.7689) == "76.9" and MAE.display(1.23456) == "1.235" and ACC.display(float("nan")) == "–"
+    assert ACC.display(-1e-17) == "0.0" and ACC.display(-0.004) == "-0.4"
+
+
 def values(rows: dict[str, dict[str, list[float]]], metric: str = "acc2_non0") -> pd.DataFrame:
     """{method: {column: [value per seed]}} -> per-seed rows."""
     out = [(m, s, c, metric, v) for m, cols in rows.items() for c, vs in cols.items() for s, v in enumerate(vs)]
