@@ -4,6 +4,16 @@ Everything the user named is validated by :func:`prepare` before any training st
 method options, devices, protocols that do not fit a dataset). A cell that raises is recorded as failed with
 its error and the sweep goes on; finished cells are skipped when the same command runs again.
 
+Reportability (``run.json`` key ``reportable``, written when a run ends, removed while it runs): a run's
+numbers may go into a paper table only if
+
+1. every planned cell (dataset x method x seed) is ``done`` - none failed, none unfinished;
+2. no dataset was built with a smoke-test preset (:data:`SMOKE_PRESETS`, i.e. ``tiny``);
+3. no method was trained for fewer ``epochs`` than its config's default (a ``--set epochs=2`` smoke run).
+
+Otherwise ``reportable = {"ok": false, "reasons": [...]}`` and ``mibench report`` refuses the run unless
+``--allow-partial`` is given, in which case every caption says the run is partial.
+
 Protocols and datasets: a protocol named explicitly must fit every dataset (e.g. ``frame_missing`` on a
 dataset with utterance-level features, T = 1, is an error before training). A protocol selected implicitly
 (``all`` or a glob) is skipped for the datasets it cannot run on; ``run.json`` lists what was skipped and why.
@@ -42,6 +52,7 @@ from harness.store import RunStore, now
 from harness.training import FitContext
 
 log = logging.getLogger(__name__)
+SMOKE_PRESETS = ("tiny",)
 
 
 @dataclass(frozen=True)
@@ -203,6 +214,24 @@ def run_cell(cell: Cell, data: Dataset, plan: Plan, progress: Progress | None,
     return records, preds, info
 
 
+def reportability(plan: Plan, store: RunStore) -> dict[str, Any]:
+    """The ``reportable`` mark of ``run.json``: ``{"ok": bool, "reasons": [str, ...]}`` (rule: module docstring)."""
+    reasons: list[str] = []
+    not_done = [f"{c.id} ({store.cell_status(c.id) or 'not started'})" for c in plan.cells if not store.is_done(c.id)]
+    if not_done:
+        shown = ", ".join(not_done[:5]) + (f" and {len(not_done) - 5} more" if len(not_done) > 5 else "")
+        reasons.append(f"{len(not_done)} of {len(plan.cells)} cells not done: {shown}")
+    for name in plan.datasets:
+        preset = store.meta["datasets"][name]["provenance"].get("preset")
+        if preset in SMOKE_PRESETS:
+            reasons.append(f"dataset {name} uses the smoke-test preset {preset!r}")
+    for method, cfg in plan.method_configs.items():
+        default = METHODS.get(method).Config().epochs
+        if cfg.epochs < default:
+            reasons.append(f"method {method} trained for epochs={cfg.epochs}, below its default {default}")
+    return {"ok": not reasons, "reasons": reasons}
+
+
 _WORKER: tuple[Plan, dict[str, Dataset], dict[str, FeatureStats]] | None = None
 
 
@@ -260,6 +289,7 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
     if overwrite and (plan.out / "run.json").exists():
         shutil.rmtree(plan.out)
     store = RunStore.open(plan.out, config.identity(), run_meta(plan, datasets))
+    store.meta.pop("reportable", None)  # re-decided when this run ends; absent = unfinished
     summary = Summary(plan.out, [], {}, [])
     todo = [c for c in plan.cells if not store.is_done(c.id)]
     summary.skipped = [c.id for c in plan.cells if store.is_done(c.id)]
@@ -285,5 +315,6 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
             _store_result(store, summary, _attempt(cell, plan, datasets[cell.dataset], stats[cell.dataset],
                                                    progress), progress)
     store.meta["finished_at"] = now()
+    store.meta["reportable"] = reportability(plan, store)
     store.save_meta()
     return summary

@@ -30,14 +30,21 @@ def test_run_prints_a_table_per_dataset(run_dir: Path) -> None:
     assert "0 trained" in res.output
     assert "**synth-mosi**, acc2_non0 (%)" in res.output and "**synth-iemocap**, ua (%)" in res.output
     assert "| vanilla_fusion |" in res.output and "mean (incomplete)" in res.output
+    assert "(partial run: not reportable)" in res.output  # tiny preset, 1 epoch
+    report = run_dir / "report"
+    assert (report / "report.md").is_file() and (report / "tables" / "synth-iemocap__fixed_pattern__ua.tex").is_file()
+    assert (report / "figures" / "synth-mosi__heatmap__acc2_non0.png").is_file()
 
 
 def test_report_markdown(run_dir: Path) -> None:
-    res = cli.invoke(app, ["report", str(run_dir), "--metric", "mae"])
+    res = cli.invoke(app, ["report", str(run_dir), "--metric", "mae", "--allow-partial", "--figures", "none"])
     assert res.exit_code == 0, res.output
-    lines = [ln for ln in res.output.splitlines() if ln.startswith("|")]
-    assert lines[0].split("|")[1].strip() == "method"
-    assert len({len(ln) for ln in lines}) == 1, "columns must be aligned"
+    tables = [[ln for ln in block.splitlines() if ln.startswith("|")] for block in res.output.split("\n\n")]
+    tables = [t for t in tables if t]
+    assert len(tables) == 3  # overview, fixed_pattern, robustness summary (synth-mosi only: mae is regression)
+    for lines in tables:
+        assert lines[0].split("|")[1].strip() == "method"
+        assert len({len(ln) for ln in lines}) == 1, "columns must be aligned"
     assert "lower is better" in res.output and "n = 1 seed;" in res.output
 
 
