@@ -288,7 +288,7 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
     plan, datasets, stats = _prepare_process(config)
     if overwrite and (plan.out / "run.json").exists():
         shutil.rmtree(plan.out)
-    store = RunStore.open(plan.out, config.identity(), run_meta(plan, datasets))
+    store = RunStore.open(plan.out, config.identity(), run_meta(plan, datasets), defaults=RunConfig().identity())
     store.meta.pop("reportable", None)  # re-decided when this run ends; absent = unfinished
     summary = Summary(plan.out, [], {}, [])
     todo = [c for c in plan.cells if not store.is_done(c.id)]

@@ -65,13 +65,20 @@ class RunStore:
 
     # -- opening -------------------------------------------------------------------------------------
     @classmethod
-    def open(cls, root: Path, identity: Mapping[str, Any], meta: Mapping[str, Any]) -> RunStore:
-        """Create the run directory, or reopen it to resume when it holds the same identity."""
+    def open(cls, root: Path, identity: Mapping[str, Any], meta: Mapping[str, Any],
+             defaults: Mapping[str, Any] | None = None) -> RunStore:
+        """Create the run directory, or reopen it to resume when it holds the same identity.
+
+        A key missing from the stored identity (an option added to mibench after the run was made) compares as
+        its value in ``defaults``: the behaviour the older version had.
+        """
         store = cls(root)
         if store.run_path.exists():
             store.meta = json.loads(store.run_path.read_text())
-            if store.meta.get("identity") != dict(identity):
-                raise RunExistsError(store.mismatch_message(identity))
+            stored = {**{k: v for k, v in (defaults or {}).items() if k in identity}, **store.meta.get("identity", {})}
+            if stored != dict(identity):
+                raise RunExistsError(store.mismatch_message(identity, stored))
+            store.meta["identity"] = dict(identity)
             store.prune()
             store.meta.update({k: v for k, v in meta.items() if k not in ("cells", "identity")})
             store.meta["resumed_at"] = store.meta.get("resumed_at", []) + [now()]
@@ -92,8 +99,7 @@ class RunStore:
         store.meta = json.loads(store.run_path.read_text())
         return store
 
-    def mismatch_message(self, identity: Mapping[str, Any]) -> str:
-        old = self.meta.get("identity", {})
+    def mismatch_message(self, identity: Mapping[str, Any], old: Mapping[str, Any]) -> str:
         diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
         details = "; ".join(f"{k}: stored {old.get(k)!r}, now {identity.get(k)!r}" for k in diff)
         return (f"{self.root} holds a run with a different config ({details}). Re-run with the same options to "

@@ -219,3 +219,17 @@ def test_parallel_workers_give_the_sequential_results(tmp_path: Path) -> None:
     a, b = (RunStore.read(tmp_path / x).records().sort_values(KEY).reset_index(drop=True) for x in ("seq", "par"))
     assert a[KEY + ["value"]].equals(b[KEY + ["value"]])
     assert RunStore.read(tmp_path / "par").meta["identity"] == RunStore.read(tmp_path / "seq").meta["identity"]
+
+
+def test_a_run_made_before_an_option_existed_still_resumes(tmp_path: Path) -> None:
+    cfg = config(tmp_path / "r", datasets=("synth-mosi",), seeds=(0,))
+    runner.run(cfg)
+    store = RunStore.read(tmp_path / "r")
+    del store.meta["identity"]["standardize"]  # as written by a version without that option
+    store.save_meta()
+    assert runner.run(cfg).skipped == ["synth-mosi__vanilla_fusion__seed0"]
+    store = RunStore.read(tmp_path / "r")
+    store.meta["identity"]["standardize"] = True  # but a stored non-default value is still a different run
+    store.save_meta()
+    with pytest.raises(RunExistsError, match="standardize: stored True, now False"):
+        runner.run(cfg)
