@@ -1,3 +1,3 @@
 """Methods. Adding a baseline = one file in this folder + one import line below (it registers on import)."""
 
-from baselines import modality_dropout, vanilla_fusion  # noqa: F401
+from baselines import mmin, modality_dropout, vanilla_fusion  # noqa: F401
