@@ -7,7 +7,17 @@ protocol, its version and the condition name alone, so every method and every tr
 same corrupted test set (paired comparisons stay paired).
 
 Versioning rule: any change to a protocol's semantics (which conditions exist, how a mask is drawn, what a
-severity means) must bump its ``version``. Every record stores the protocol name, version and ``digest()``.
+severity means, the default grid) must bump its ``version``; so must a change to a corruption function a
+protocol uses. Every record stores the protocol name, version and ``digest()`` (a hash of name, version and
+parameters), so numbers from different definitions are never silently mixed.
+
+Severity convention (every protocol): ``Condition.severity`` is a real x-value where 0 means "no corruption"
+and larger means more corrupted (a rate, a fraction, a noise-to-signal amplitude ratio, a number of steps),
+never an index; categorical conditions (a fixed pattern) have ``severity=None``.
+
+Data flow for corruptions that are relative to the data (noise at an SNR): the evaluator computes
+:class:`~corruptions.spec.FeatureStats` from the *training* split and passes them to ``conditions``; a
+protocol never sees a method and a method never sees a protocol.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from typing import ClassVar
 
 import torch
 
+from corruptions.spec import FeatureStats
 from harness.data import Batch, DatasetSpec
 
 Apply = Callable[[Batch, torch.Generator], Batch]
@@ -30,12 +41,14 @@ Apply = Callable[[Batch, torch.Generator], Batch]
 class Condition:
     """One evaluation condition. ``name`` is unique within its protocol and stable (``text+audio``,
     ``r=0.3/seed=1``); ``severity`` is the real x-value of a robustness curve (None for categorical
-    conditions) and ``curve`` names the curve it belongs to."""
+    conditions) and ``curve`` names the curve it belongs to; ``corruptions`` names the registered corruption
+    functions it uses (the validation family must never appear in a test protocol)."""
 
     name: str
     apply: Apply
     severity: float | None = None
     curve: str | None = None
+    corruptions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,8 +61,24 @@ class Protocol(ABC):
     paper: ClassVar[str] = ""
 
     @abstractmethod
-    def conditions(self, spec: DatasetSpec) -> list[Condition]:
-        """The conditions for a dataset; raise ``ValueError`` when a parameter does not fit ``spec``."""
+    def conditions(self, spec: DatasetSpec, stats: FeatureStats | None = None) -> list[Condition]:
+        """The conditions for a dataset; raise ``ValueError`` when a parameter does not fit ``spec``.
+
+        ``stats`` are the training split's feature statistics (needed by data-relative corruptions only).
+        """
+
+    def unsupported(self, spec: DatasetSpec) -> str | None:
+        """Why this protocol cannot run on ``spec`` at all (e.g. it needs sequences), or None.
+
+        The runner skips such a protocol for that dataset when it was selected implicitly (``all``, a glob)
+        and raises before training when it was named explicitly.
+        """
+        return None
+
+    def require_supported(self, spec: DatasetSpec) -> None:
+        reason = self.unsupported(spec)
+        if reason:
+            raise ValueError(reason)
 
     def digest(self) -> str:
         """Short hash of the definition (name, version, parameters)."""
@@ -60,3 +89,13 @@ class Protocol(ABC):
     def describe(self) -> str:
         doc = (type(self).__doc__ or "").strip().splitlines()
         return doc[0] if doc else ""
+
+
+def sequence_problem(protocol: str, spec: DatasetSpec, modalities: tuple[str, ...] | None) -> str | None:
+    """The reason a frame-level protocol cannot run when a targeted modality has T = 1, else None."""
+    targets = spec.modalities if modalities is None else modalities
+    flat = [f"{m} (T = 1)" for m in targets if m in spec.modalities and spec.seq_lens[spec.index(m)] < 2]
+    if flat:
+        return f"{protocol} needs sequences (T > 1); dataset {spec.name!r} has utterance-level features for " \
+               f"{', '.join(flat)}"
+    return None

@@ -1,8 +1,22 @@
 """Whole-modality removal protocols.
 
-| protocol | conditions | reference |
-|---|---|---|
-| fixed_pattern v1 | ``full`` + every non-empty proper subset kept for all test samples | MMIN Table 3; ModalImmune Table 3 |
+| protocol | conditions (names) | severity | reference |
+|---|---|---|---|
+| fixed_pattern v1 | ``full`` + each non-empty proper subset kept (``text+audio``, ``vision``) | None | MMIN Table 3 |
+| random_missing v1 | ``r=0.3/seed=1``: rates x mask seeds | r | GCNet, IMDer, ModalImmune Table 4 |
+
+``fixed_pattern`` (MMIN, Zhao et al., ACL 2021, Table 3; ModalImmune Table 3): every non-empty subset of
+modalities is available for all test samples and the rest removed (2^M - 1 conditions). Reports show the
+per-pattern values and their mean over the incomplete patterns (``mean (incomplete)``, computed per seed from
+these records by ``reports``/``harness.robustness``; no derived record is stored).
+
+``random_missing`` (GCNet/CPM-Net, Lian et al., TPAMI 2023; IMDer, Wang et al., NeurIPS 2023; ModalImmune
+Table 4 and gap #10): each modality of each test sample is removed independently with probability r, at
+least one modality kept per sample (a row that would keep none is redrawn). Default r in {0.1, ..., 0.7}
+(GCNet asserts r <= 0.7 for 3 modalities) and 3 mask seeds; the mean over rates is the paper's "Avg." row.
+
+Versioning rule (``corruptions.base``): changing a protocol's semantics (its conditions, their names, how masks
+are drawn, what a severity means, its default grid, or a corruption it uses) requires bumping its ``version``.
 """
 
 from __future__ import annotations
@@ -10,27 +24,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations
 
-import torch
-
 from corruptions.base import Condition, Protocol
-from harness.data import Batch, DatasetSpec
+from corruptions.missing import RATE, random_modality_missing, remove_modalities
+from corruptions.spec import FeatureStats, Range, check_grid, fmt
+from harness.data import DatasetSpec
 from harness.registry import PROTOCOLS
 
 FULL = "full"
+SEED = Range(0, 2**31 - 1, integer=True)
 
 
 def pattern_name(available: tuple[str, ...], spec: DatasetSpec) -> str:
     """``full`` for all modalities, otherwise the available ones joined with ``+`` in the spec's order."""
     return FULL if len(available) == len(spec.modalities) else "+".join(available)
-
-
-def keep_pattern(available: tuple[str, ...], spec: DatasetSpec):
-    keep = torch.tensor([m in available for m in spec.modalities], dtype=torch.bool)
-
-    def apply(batch: Batch, generator: torch.Generator) -> Batch:
-        return batch.drop(keep)
-
-    return apply
 
 
 def patterns(spec: DatasetSpec) -> list[tuple[str, ...]]:
@@ -41,15 +47,72 @@ def patterns(spec: DatasetSpec) -> list[tuple[str, ...]]:
 
 @dataclass(frozen=True)
 class FixedPattern(Protocol):
-    """Every non-empty subset of modalities available for all test samples, the rest removed (2^M - 1)."""
+    """Every non-empty subset of modalities available for all test samples, the rest removed (2^M - 1).
+
+    ``available``: the patterns to evaluate, each a tuple of modality names (None = every non-empty subset).
+    """
 
     name = "fixed_pattern"
     version = 1
     family = "removal"
     paper = "MMIN (Zhao et al., ACL 2021), Table 3; ModalImmune (Fu et al., 2026), Table 3"
 
-    def conditions(self, spec: DatasetSpec) -> list[Condition]:
-        return [Condition(pattern_name(p, spec), keep_pattern(p, spec)) for p in patterns(spec)]
+    available: tuple[tuple[str, ...], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.available is not None and (not isinstance(self.available, tuple) or not self.available):
+            raise ValueError(f"fixed_pattern.available must be None or a non-empty tuple of patterns, "
+                             f"got {self.available!r}")
+
+    def chosen(self, spec: DatasetSpec) -> list[tuple[str, ...]]:
+        if self.available is None:
+            return patterns(spec)
+        out = []
+        for pattern in self.available:
+            unknown = [m for m in pattern if m not in spec.modalities]
+            if unknown or not pattern:
+                raise ValueError(f"fixed_pattern.available: pattern {list(pattern)} names modalities {unknown} that "
+                                 f"dataset {spec.name!r} lacks (or is empty); valid: non-empty subsets of "
+                                 f"{list(spec.modalities)}")
+            out.append(tuple(m for m in spec.modalities if m in pattern))
+        return out
+
+    def conditions(self, spec: DatasetSpec, stats: FeatureStats | None = None) -> list[Condition]:
+        out = []
+        for kept in self.chosen(spec):
+            removed = tuple(m for m in spec.modalities if m not in kept)
+            apply = remove_modalities.bind(spec, modalities=removed)
+            out.append(Condition(pattern_name(kept, spec), apply, corruptions=(remove_modalities.name,)))
+        return out
+
+
+@dataclass(frozen=True)
+class RandomMissing(Protocol):
+    """Each modality of each test sample removed w.p. r (>= 1 kept), over rates and mask seeds."""
+
+    name = "random_missing"
+    version = 1
+    family = "removal"
+    paper = "GCNet (Lian et al., TPAMI 2023); IMDer (Wang et al., NeurIPS 2023); ModalImmune (Fu et al., 2026), Table 4"
+
+    rates: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    modalities: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        check_grid("random_missing.rates", self.rates, RATE)
+        check_grid("random_missing.seeds", self.seeds, SEED)
+
+    def conditions(self, spec: DatasetSpec, stats: FeatureStats | None = None) -> list[Condition]:
+        out = []
+        for r in self.rates:
+            apply = random_modality_missing.bind(spec, rate=r, modalities=self.modalities)
+            for s in self.seeds:
+                # the seed only enters through the name: the evaluator derives the generator from it
+                out.append(Condition(f"r={fmt(r)}/seed={s}", apply, severity=float(r), curve=self.name,
+                                     corruptions=(random_modality_missing.name,)))
+        return out
 
 
 PROTOCOLS.add(FixedPattern.name, FixedPattern())
+PROTOCOLS.add(RandomMissing.name, RandomMissing())

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from harness import builtins
 from harness.config import build_run_config, parse_set
-from harness.registry import DATASETS, METHODS, METRICS, PROTOCOLS, UnknownNameError
+from harness.registry import CORRUPTIONS, DATASETS, METHODS, METRICS, PROTOCOLS, UnknownNameError
 from harness.store import RunExistsError, RunStore
 
 app = typer.Typer(help="Robustness benchmarking for multimodal learning under missing and corrupted modalities.",
@@ -54,7 +54,9 @@ def run(
     methods: Annotated[str | None, typer.Option(help="Comma list, 'all', or globs like 'modal_immune*'.")] = None,
     datasets: Annotated[str | None, typer.Option(help="Comma list of NAME or NAME=PATH.")] = None,
     seeds: Annotated[str | None, typer.Option(help="A count (3 -> 0,1,2) or a comma list.")] = None,
-    protocols: Annotated[str | None, typer.Option(help="Comma list of protocols, or 'all'.")] = None,
+    protocols: Annotated[str | None, typer.Option(
+        help="Comma list of protocols, globs, or 'all' (every test protocol). Default: the standard set "
+             "fixed_pattern,random_missing,noise.")] = None,
     preset: Annotated[str | None, typer.Option(help="Synthetic data size: tiny, small or full.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default: $MIBENCH_HOME/runs/<hash>).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
@@ -98,14 +100,19 @@ def _print_tables(run_dir: Path, metric: str | None) -> None:
     for dataset in records.dataset.unique():
         task = store.meta["datasets"][dataset]["spec"]["task"]
         name = metric or ("acc2_non0" if task == "regression" else "ua")
-        if METRICS.get(name).task != task:
+        has_patterns = (records[records.dataset == dataset].protocol == "fixed_pattern").any()
+        if METRICS.get(name).task != task or not has_patterns:  # the table shows fixed_pattern conditions
             continue
         console.print(pattern_table_md(records, dataset, name), soft_wrap=True, highlight=False, markup=False)
         console.print()
 
 
 @app.command("list")
-def list_(kind: Annotated[str, typer.Argument(help="methods, datasets, metrics or protocols")]) -> None:
+def list_(
+    kind: Annotated[str, typer.Argument(help="methods, datasets, metrics, protocols or corruptions")],
+    validation: Annotated[bool, typer.Option(help="Also list the held-out validation family.")] = False,
+    conditions: Annotated[bool, typer.Option(help="List every protocol condition (on synth-mosi, tiny).")] = False,
+) -> None:
     """List what is registered."""
     builtins.load()
     table = Table(box=None)
@@ -123,13 +130,51 @@ def list_(kind: Annotated[str, typer.Argument(help="methods, datasets, metrics o
         for name, spec in METRICS.entries():
             table.add_row(name, spec.task, "higher" if spec.higher_is_better else "lower", spec.description)
     elif kind == "protocols":
-        for col in ("protocol", "family", "version", "hash", "description"):
+        table = _protocol_table(validation, conditions)
+    elif kind == "corruptions":
+        table.add_column("corruption", no_wrap=True)
+        for col in ("family", "kind", "parameters (valid range)", "identity at"):
             table.add_column(col)
-        for name, p in PROTOCOLS.entries():
-            table.add_row(name, p.family, str(p.version), p.digest(), p.describe())
+        for name, c in CORRUPTIONS.entries():
+            if c.family == "validation" and not validation:
+                continue
+            params = ", ".join(f"{k} {r}" for k, r in c.params.items()) or "modalities"
+            zero = ", ".join(f"{k}={v}" for k, v in c.zero.items()) if c.zero is not None else "none"
+            table.add_row(name, c.family, c.kind, params, zero)
     else:
-        raise fail(f"Unknown kind {kind!r}; valid: methods, datasets, metrics, protocols")
+        raise fail(f"Unknown kind {kind!r}; valid: methods, datasets, metrics, protocols, corruptions")
     console.print(table)
+    if kind in ("protocols", "corruptions") and not validation:
+        console.print("The held-out validation family is not shown; add --validation.", highlight=False)
+
+
+def _protocol_table(validation: bool, conditions: bool) -> Table:
+    """Protocols with family, version, hash and their conditions on a representative spec (synth-mosi, tiny)."""
+    from corruptions.spec import FeatureStats
+    from harness.data import DataOptions
+
+    data = DATASETS.get("synth-mosi")(DataOptions(preset="tiny"))
+    stats = FeatureStats.from_batch(data.train)
+    table = Table(box=None)
+    table.add_column("protocol", no_wrap=True)
+    summary = ("family", "version", "hash", "conditions (synth-mosi)")
+    for col in ("condition", "severity", "curve") if conditions else summary:
+        table.add_column(col, overflow="fold")
+    for name, p in PROTOCOLS.entries():
+        hidden = PROTOCOLS.is_hidden(name)
+        if hidden and not validation:
+            continue
+        try:
+            conds = p.conditions(data.spec, stats)
+        except ValueError as exc:
+            conds, why = [], str(exc)
+        if conditions:
+            for c in conds:
+                table.add_row(name, c.name, "" if c.severity is None else f"{c.severity:g}", c.curve or "")
+            continue
+        summary = f"{len(conds)}: {conds[0].name} … {conds[-1].name}" if conds else f"n/a: {why}"
+        table.add_row(name + (" (hidden)" if hidden else ""), p.family, str(p.version), p.digest(), summary)
+    return table
 
 
 @app.command()

@@ -116,7 +116,7 @@ class Registry(Generic[T]):
         return len(self._items)
 
 
-def load_plugins(kinds: Iterable[str] = ("methods", "datasets", "protocols", "metrics")) -> list[str]:
+def load_plugins(kinds: Iterable[str] = ("methods", "datasets", "protocols", "corruptions", "metrics")) -> list[str]:
     """Import every module advertised under the ``mibench.<kind>`` entry-point groups; return their names."""
     loaded = []
     for kind in kinds:
@@ -135,9 +135,10 @@ def import_plugin(module: str) -> None:
     log.info("imported plugin module %s", module)
 
 
-# The four registries. Entries: method classes (baselines/), dataset loaders (harness/datasets/),
-# protocols (corruptions/) and metric specs (harness/metrics.py).
+# The registries. Entries: method classes (baselines/), dataset loaders (harness/datasets/), protocol instances
+# and corruption specs (corruptions/), and metric specs (harness/metrics.py).
 METHODS: Registry = Registry("method")
 DATASETS: Registry = Registry("dataset")
 PROTOCOLS: Registry = Registry("protocol")
+CORRUPTIONS: Registry = Registry("corruption")
 METRICS: Registry = Registry("metric")

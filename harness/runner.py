@@ -3,6 +3,10 @@
 Everything the user named is validated by :func:`prepare` before any training starts (unknown names,
 method options, devices, protocols that do not fit a dataset). A cell that raises is recorded as failed with
 its error and the sweep goes on; finished cells are skipped when the same command runs again.
+
+Protocols and datasets: a protocol named explicitly must fit every dataset (e.g. ``frame_missing`` on a
+dataset with utterance-level features, T = 1, is an error before training). A protocol selected implicitly
+(``all`` or a glob) is skipped for the datasets it cannot run on; ``run.json`` lists what was skipped and why.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Protocol as TypingProtocol
 import numpy as np
 import torch
 
+from corruptions.base import Protocol
+from corruptions.spec import FeatureStats
 from harness import __version__, builtins
 from harness.config import RunConfig, check_global_options, default_out_dir, method_config, to_jsonable
 from harness.data import DataOptions, Dataset
@@ -60,11 +66,23 @@ class Plan:
     config: RunConfig
     methods: list[str]
     datasets: dict[str, DataOptions]
-    protocols: list[Any]
+    protocols: list[Protocol]
     method_configs: dict[str, Any]
     device: torch.device
     out: Path
     cells: list[Cell] = field(default_factory=list)
+    explicit_protocols: set[str] = field(default_factory=set)
+
+    def protocols_for(self, data: Dataset) -> tuple[list[Protocol], dict[str, str]]:
+        """The protocols to run on ``data`` and ``{protocol: reason}`` for implicitly selected ones skipped."""
+        use, skipped = [], {}
+        for p in self.protocols:
+            reason = p.unsupported(data.spec)
+            if reason and p.name not in self.explicit_protocols:
+                skipped[p.name] = reason
+            else:
+                use.append(p)
+        return use, skipped
 
 
 @dataclass
@@ -101,7 +119,8 @@ def prepare(config: RunConfig) -> Plan:
     datasets = dict(parse_dataset(d, config) for d in config.datasets)
     protocols = [PROTOCOLS.get(p) for p in PROTOCOLS.resolve(config.protocols)]
     out = Path(config.out).expanduser() if config.out else default_out_dir(config.identity_hash())
-    plan = Plan(config, methods, datasets, protocols, configs, resolve_device(config.device), out)
+    plan = Plan(config, methods, datasets, protocols, configs, resolve_device(config.device), out,
+                explicit_protocols={p for p in config.protocols if p in PROTOCOLS})
     plan.cells = [Cell(d, m, s) for d in datasets for m in methods for s in config.seeds]
     return plan
 
@@ -111,7 +130,10 @@ def load_datasets(plan: Plan) -> dict[str, Dataset]:
     loaded = {}
     for name, options in plan.datasets.items():
         data = DATASETS.get(name)(options)
-        expand(plan.protocols, data.spec)
+        protocols, skipped = plan.protocols_for(data)
+        for protocol, reason in skipped.items():
+            log.warning("skipping protocol %s on %s: %s", protocol, name, reason)
+        expand(protocols, data.spec, FeatureStats.from_batch(data.train))
         loaded[name] = data
     return loaded
 
@@ -124,7 +146,8 @@ def run_meta(plan: Plan, datasets: dict[str, Dataset]) -> dict[str, Any]:
         "protocols": [{"name": p.name, "version": p.version, "hash": p.digest(), "params": dataclasses.asdict(p)}
                       for p in plan.protocols],
         "datasets": {n: {"spec": dataclasses.asdict(d.spec), "provenance": dict(d.provenance),
-                         "sizes": {s: len(d.split(s)) for s in ("train", "valid", "test")}}
+                         "sizes": {s: len(d.split(s)) for s in ("train", "valid", "test")},
+                         "skipped_protocols": plan.protocols_for(d)[1]}
                      for n, d in datasets.items()},
         "versions": {"mibench": __version__, "torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
@@ -148,8 +171,12 @@ def git_state() -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
-def run_cell(cell: Cell, data: Dataset, plan: Plan, progress: Progress | None) -> tuple[list, dict, dict]:
-    """Train one method on one dataset for one seed, evaluate under every condition; return what to store."""
+def run_cell(cell: Cell, data: Dataset, plan: Plan, progress: Progress | None,
+             stats: FeatureStats | None = None) -> tuple[list, dict, dict]:
+    """Train one method on one dataset for one seed, evaluate under every condition; return what to store.
+
+    ``stats``: the training split's feature statistics (computed from ``data.train`` when not given).
+    """
     cell_seed = stable_seed("cell", cell.dataset, cell.method, cell.seed)
     seed_everything(cell_seed)
     cls, cfg = METHODS.get(cell.method), plan.method_configs[cell.method]
@@ -159,7 +186,8 @@ def run_cell(cell: Cell, data: Dataset, plan: Plan, progress: Progress | None) -
     t0 = time.perf_counter()
     fit = model.fit(data, ctx)
     t1 = time.perf_counter()
-    results = evaluate(model, data.test, expand(plan.protocols, data.spec))
+    stats = stats if stats is not None else FeatureStats.from_batch(data.train)
+    results = evaluate(model, data.test, expand(plan.protocols_for(data)[0], data.spec, stats))
     target = data.test.y.cpu().numpy()
     base = {"dataset": cell.dataset, "method": cell.method, "seed": cell.seed}
     records = to_records(results, target, data.spec, base)
@@ -177,6 +205,7 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
     if overwrite and (plan.out / "run.json").exists():
         shutil.rmtree(plan.out)
     store = RunStore.open(plan.out, config.identity(), run_meta(plan, datasets))
+    stats = {n: FeatureStats.from_batch(d.train) for n, d in datasets.items()}  # on CPU: device-independent
     datasets = {n: d.to(plan.device) for n, d in datasets.items()}
     summary = Summary(plan.out, [], {}, [])
     if progress:
@@ -189,7 +218,7 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
             progress.cell(cell)
         store.mark(cell.id, "running", started_at=now())
         try:
-            records, preds, info = run_cell(cell, datasets[cell.dataset], plan, progress)
+            records, preds, info = run_cell(cell, datasets[cell.dataset], plan, progress, stats[cell.dataset])
             store.write_cell(cell.id, records, preds, **info)
             summary.done.append(cell.id)
         except Exception as exc:  # a failing cell is recorded and the sweep goes on

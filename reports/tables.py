@@ -69,7 +69,8 @@ def pattern_table_md(records: pd.DataFrame, dataset: str, metric: str) -> str:
     unit = " (%)" if spec.scale == 100 else ""
     arrow = "higher is better" if spec.higher_is_better else "lower is better"
     proto = records[records.protocol == "fixed_pattern"][["protocol_version", "protocol_hash"]].iloc[0]
+    seeds = "seed" if ns == [1] else "seeds"
     caption = (f"**{dataset}**, {metric}{unit}, {arrow}. Mean ± sample std (ddof=1) over n = "
-               f"{'/'.join(map(str, ns))} seeds; protocol fixed_pattern v{proto.protocol_version} "
+               f"{'/'.join(map(str, ns))} {seeds}; protocol fixed_pattern v{proto.protocol_version} "
                f"({proto.protocol_hash}); test split; checkpoints selected on the validation split.")
     return caption + "\n\n" + markdown_table(["method", *cols], rows)

@@ -24,7 +24,7 @@ KEY = ["dataset", "method", "seed", "protocol", "condition", "metric"]
 
 def config(out: Path, **kw) -> RunConfig:
     base = dict(methods=("vanilla_fusion",), datasets=("synth-mosi", "synth-iemocap"), seeds=(0, 1),
-                preset="tiny", out=str(out), device="cpu", method_options=FAST)
+                preset="tiny", out=str(out), device="cpu", method_options=FAST, protocols=("fixed_pattern",))
     return RunConfig(**{**base, **kw})
 
 
@@ -108,7 +108,8 @@ def test_partial_trailing_line_is_dropped_on_resume(tmp_path: Path) -> None:
 def test_killed_process_resumes_with_exactly_one_record_each(tmp_path: Path) -> None:
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "harness", "run", "--methods", "vanilla_fusion", "--datasets", "synth-mosi",
-           "--seeds", "2", "--preset", "tiny", "--out", str(out), "--device", "cpu", "--set", "epochs=40"]
+           "--seeds", "2", "--preset", "tiny", "--out", str(out), "--device", "cpu", "--set", "epochs=40",
+           "--protocols", "fixed_pattern"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120

@@ -1,0 +1,137 @@
+"""Curvature-gated gradient masking (ModalImmune §3.8, Eq. 13–14, App. A.3).
+
+λ_min of the attacked encoder's curvature is estimated from at most ``iters`` Hessian-vector products (§4.13
+caps the query at 10 power iterations) by Lanczos, the Krylov refinement of power iteration: the same
+products, both extreme eigenvalues, and much faster convergence than power iteration on H and then on the
+shifted H − λ_max I. The Hessian is the default source
+because an empirical Fisher / Gauss–Newton matrix is PSD, so the gate's λ_min < −τ could never fire (gap #2);
+``source="fisher"`` uses the batch gradient's outer product g gᵀ (λ_min = 0 whenever dim > 1), kept to show
+exactly that.
+
+Gate (Eq. 13–14): τ = 0.01 / lr; ρ = 0 if λ_min < −τ, else ρ = −κ. Applying it (mode ``"paper"``): ρ = 0
+freezes the attacked encoder (its gradient is zeroed, §3.8); ρ = −κ gives g̃ = (I + ρM) g with M = diag(b),
+b_j ~ Bernoulli(q) (A.3, Eq. 28; M's distribution is not given, gap #4). Mode ``"a3"`` applies Eq. (28) in
+both branches, so ρ = 0 leaves g unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+Vec = list[Tensor]
+
+
+@contextlib.contextmanager
+def double_backward_safe() -> Iterator[None]:
+    """Kernels that support double backward, for graphs whose Hessian-vector products we need: the math
+    attention backend (fused attention kernels have no second derivative) and no cuDNN (its RNNs have none)."""
+    with sdpa_kernel(SDPBackend.MATH), torch.backends.cudnn.flags(enabled=False):
+        yield
+
+
+def _dot(a: Vec, b: Vec) -> Tensor:
+    return sum((x * y).sum() for x, y in zip(a, b, strict=True))
+
+
+def _normalize(v: Vec) -> Vec:
+    norm = torch.sqrt(_dot(v, v)).clamp_min(1e-12)
+    return [x / norm for x in v]
+
+
+def random_like(params: Sequence[Tensor], generator: torch.Generator | None) -> Vec:
+    dev = generator.device if generator is not None else params[0].device
+    return [torch.randn(p.shape, generator=generator, device=dev).to(p.device, p.dtype) for p in params]
+
+
+def hvp_from_grads(grads: Sequence[Tensor | None], params: Sequence[Tensor]) -> Callable[[Vec], Vec]:
+    """v -> H v from gradients computed with ``create_graph=True`` (double backward; the graph is kept)."""
+    live = [i for i, g in enumerate(grads) if g is not None]
+
+    def hvp(v: Vec) -> Vec:
+        out = torch.autograd.grad([grads[i] for i in live], [params[i] for i in live],
+                                  grad_outputs=[v[i] for i in live], retain_graph=True, allow_unused=True)
+        res = [torch.zeros_like(p) for p in params]
+        for i, o in zip(live, out, strict=True):
+            if o is not None:
+                res[i] = o
+        return res
+
+    return hvp
+
+
+def hvp_fn(loss: Tensor, params: Sequence[Tensor]) -> Callable[[Vec], Vec]:
+    """v -> H v for the Hessian of ``loss`` w.r.t. ``params``."""
+    grads = torch.autograd.grad(loss, params, create_graph=True, retain_graph=True, allow_unused=True)
+    return hvp_from_grads(grads, params)
+
+
+def extreme_eigenvalues(matvec: Callable[[Vec], Vec], params: Sequence[Tensor], iters: int,
+                        generator: torch.Generator | None) -> tuple[float, float]:
+    """(λ_min, λ_max) of a symmetric operator from ``iters`` Lanczos steps (one operator product each).
+
+    Lanczos builds the Krylov space of the power sequence v, Hv, H²v, ... and reads both extreme eigenvalues
+    off its tridiagonal projection; with full re-orthogonalisation it is exact once ``iters`` reaches the
+    dimension, and far more accurate than two power iterations sharing the same budget.
+    """
+    basis = [_normalize(random_like(params, generator))]
+    alphas, betas = [], []
+    for j in range(min(iters, sum(p.numel() for p in params))):
+        w = matvec(basis[j])
+        alphas.append(float(_dot(basis[j], w)))
+        for u in basis:  # full re-orthogonalisation (twice is enough) keeps the tridiagonal honest
+            w = [a - _dot(u, w) * b for a, b in zip(w, u, strict=True)]
+        beta = float(torch.sqrt(_dot(w, w)))
+        if beta < 1e-10 or j == iters - 1:
+            break
+        betas.append(beta)
+        basis.append([x / beta for x in w])
+    k = len(alphas)
+    tri = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if k > 1:
+        off = torch.tensor(betas[: k - 1], dtype=torch.float64)
+        tri += torch.diag(off, 1) + torch.diag(off, -1)
+    ritz = torch.linalg.eigvalsh(tri)
+    return float(ritz[0]), float(ritz[-1])
+
+
+def min_eigenvalue(loss: Tensor, params: Sequence[Tensor], *, iters: int = 10,
+                   generator: torch.Generator | None = None, source: str = "hessian") -> tuple[float, float]:
+    """(λ_min, λ_max) of the curvature of ``loss`` w.r.t. ``params``; ``loss``'s graph stays usable."""
+    if source == "fisher":
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        g = [x if x is not None else torch.zeros_like(p) for x, p in zip(grads, params, strict=True)]
+        dim = sum(p.numel() for p in params)
+        return (0.0 if dim > 1 else float(_dot(g, g))), float(_dot(g, g))
+    if source != "hessian":
+        raise ValueError(f"curvature source must be 'hessian' or 'fisher', got {source!r}")
+    return extreme_eigenvalues(hvp_fn(loss, params), params, iters, generator)
+
+
+def gate(lambda_min: float, encoder_lr: float, kappa: float) -> float:
+    """ρ of Eq. (14) with τ = 0.01 / lr (Eq. 13)."""
+    tau = 0.01 / encoder_lr
+    return 0.0 if lambda_min < -tau else -float(kappa)
+
+
+def apply_gate(params: Sequence[Tensor], rho: float, kappa: float, *, mode: str = "paper",
+               mask_prob: float = 0.1, generator: torch.Generator | None = None) -> str:
+    """Rewrite the attacked encoder's ``.grad`` in place; return the branch taken."""
+    if mode not in ("paper", "a3"):
+        raise ValueError(f"gate mode must be 'paper' or 'a3', got {mode!r}")
+    grads = [p.grad for p in params if p.grad is not None]
+    if rho == 0.0:
+        if mode == "paper":
+            for g in grads:
+                g.zero_()
+            return "frozen"
+        return "identity"
+    for g in grads:
+        dev = generator.device if generator is not None else g.device
+        m = (torch.rand(g.shape, generator=generator, device=dev) < mask_prob).to(g.device, g.dtype)
+        g.mul_(1 + rho * m)
+    return "negative_feedback"

@@ -1,0 +1,119 @@
+"""Missing-data corruptions: whole modalities removed, or time steps masked inside a modality's sequence.
+
+| corruption | kind | parameters (valid range) | identity at | what it does |
+|---|---|---|---|---|
+| ``remove_modalities`` | missing | ``modalities``: not all | ``()`` | removes them from every sample |
+| ``random_modality_missing`` | missing | ``rate`` in [0, 1) | ``rate=0`` | drops each modality w.p. r, >= 1 kept |
+| ``frame_mask`` | feature | ``rate`` in [0, 1); T > 1 | ``rate=0`` | zeroes each valid step w.p. ``rate`` |
+| ``frame_block_mask`` | feature | ``rate`` in [0, 1); T > 1 | ``rate=0`` | zeroes a block of round(r * length) steps |
+
+All take ``modalities`` (default: all). Removal uses :meth:`Batch.drop` (``present`` cleared, features zeroed).
+Frame masks keep ``present`` and ``lengths`` unchanged: the modality is there but some steps carry nothing.
+
+Text steps are zeroed like audio/vision frames. MMSA/LNLN replace masked token ids with ``[UNK]`` before
+BERT; with precomputed features, zeroing the step's feature vector is the feature-level analogue.
+
+Rejection rule of ``random_modality_missing`` (GCNet/CPM-Net keep at least one view): a whole row is redrawn
+until it keeps one of its present modalities. ``rate`` is therefore the drop probability *before*
+conditioning; with M modalities the realised missing fraction is ``rate (1 - rate^(M-1)) / (1 - rate^M)``
+(0.54 for rate 0.7 and M = 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from corruptions.spec import Range, corruption, uniform, valid_steps
+from harness.data import Batch
+
+RATE = Range(0.0, 1.0, hi_open=True)
+MAX_REDRAWS = 10_000  # P(row empty) = rate^M < 1, so this is never reached for rate < 1 in practice
+
+
+def _not_everything(params: Mapping[str, Any], seq_lens: Mapping[str, int]) -> None:
+    if set(params["modalities"]) == set(seq_lens):
+        raise ValueError(f"remove_modalities: removing every modality {list(seq_lens)} leaves nothing; "
+                         "at least one modality must remain")
+
+
+@corruption("remove_modalities", family="missing", kind="missing", params={}, example={"modalities": ("audio",)},
+            zero={"modalities": ()}, random=False, extra_check=_not_everything)
+def remove_modalities(batch: Batch, generator: torch.Generator, *, modalities: tuple[str, ...]) -> Batch:
+    """Remove the named modalities from every sample (MMIN's fixed missing patterns)."""
+    keep = torch.tensor([m not in modalities for m in batch.modalities], dtype=torch.bool)
+    return batch.drop(keep)
+
+
+def draw_modality_keep(generator: torch.Generator, present: Tensor, rate: float, targets: Tensor) -> Tensor:
+    """bool ``[N, M]`` keep mask: each targeted (``targets`` bool ``[M]``) modality dropped w.p. ``rate``.
+
+    Draws U[0, 1) ``[N, M]`` and keeps where ``u >= rate``; rows that keep none of their present modalities
+    are redrawn whole, in row order, until they keep one.
+    """
+    n, m = present.shape
+    targets = targets.to(present.device).view(1, m)
+    keep = (uniform(generator, (n, m), present.device) >= rate) | ~targets
+    has_any = present.any(1)
+    for _ in range(MAX_REDRAWS):
+        empty = has_any & ~(keep & present).any(1)
+        rows = empty.nonzero().squeeze(1)
+        if len(rows) == 0:
+            return keep
+        keep[rows] = (uniform(generator, (len(rows), m), present.device) >= rate) | ~targets
+    raise RuntimeError(f"random_modality_missing: could not keep a modality in {MAX_REDRAWS} redraws")
+
+
+@corruption("random_modality_missing", family="missing", kind="missing", params={"rate": RATE},
+            example={"rate": 0.5}, zero={"rate": 0.0})
+def random_modality_missing(batch: Batch, generator: torch.Generator, *, rate: float,
+                            modalities: tuple[str, ...]) -> Batch:
+    """Drop each modality of each sample independently with probability ``rate``, keeping at least one."""
+    targets = torch.tensor([m in modalities for m in batch.modalities], dtype=torch.bool)
+    return batch.drop(draw_modality_keep(generator, batch.present, rate, targets))
+
+
+def draw_frame_mask(generator: torch.Generator, lengths: Tensor, seq_len: int, rate: float) -> Tensor:
+    """bool ``[N, T]``, True at masked steps: valid steps (``t < lengths``) with U[0, 1) ``< rate``."""
+    u = uniform(generator, (len(lengths), seq_len), lengths.device)
+    return (u < rate) & (torch.arange(seq_len, device=lengths.device).view(1, -1) < lengths.view(-1, 1))
+
+
+def draw_block_mask(generator: torch.Generator, lengths: Tensor, seq_len: int, rate: float) -> Tensor:
+    """bool ``[N, T]``, True on one block of ``round(rate * length)`` steps (round half to even) per row.
+
+    The start is ``floor(u * (length - L + 1))`` with one U[0, 1) draw per row, so the block lies inside the
+    valid steps (CIDer's STMFM uses ``len - 2`` to spare CLS/SEP tokens; features have none).
+    """
+    block = torch.round(rate * lengths.double()).long()  # [N]
+    start = (uniform(generator, (len(lengths),), lengths.device).double() * (lengths - block + 1)).floor().long()
+    t = torch.arange(seq_len, device=lengths.device).view(1, -1)
+    return (t >= start.view(-1, 1)) & (t < (start + block).view(-1, 1))
+
+
+def _zero_steps(batch: Batch, generator: torch.Generator, rate: float, modalities: tuple[str, ...],
+                draw: Any) -> Batch:
+    new = {}
+    for m in modalities:  # one draw per targeted modality, in the data's modality order
+        x = batch.x[m]
+        masked = draw(generator, batch.lengths[m], x.shape[1], rate) & valid_steps(batch, m)
+        new[m] = x * (~masked).unsqueeze(-1).to(x.dtype)
+    return batch.replace_features(new)
+
+
+@corruption("frame_mask", family="missing", kind="feature", params={"rate": RATE}, example={"rate": 0.5},
+            zero={"rate": 0.0}, sequence_only=True)
+def frame_mask(batch: Batch, generator: torch.Generator, *, rate: float, modalities: tuple[str, ...]) -> Batch:
+    """Zero each valid time step of each targeted modality independently with probability ``rate``."""
+    return _zero_steps(batch, generator, rate, modalities, draw_frame_mask)
+
+
+@corruption("frame_block_mask", family="missing", kind="feature", params={"rate": RATE}, example={"rate": 0.5},
+            zero={"rate": 0.0}, sequence_only=True)
+def frame_block_mask(batch: Batch, generator: torch.Generator, *, rate: float,
+                     modalities: tuple[str, ...]) -> Batch:
+    """Zero one contiguous block of ``round(rate * length)`` valid steps per sample and targeted modality."""
+    return _zero_steps(batch, generator, rate, modalities, draw_block_mask)
