@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.store import RunStore
 
 cli = CliRunner()
 FAST = ["--preset", "tiny", "--device", "cpu", "--set", "epochs=2", "--set", "batch_size=32"]
@@ -28,7 +30,8 @@ def test_run_prints_a_table_per_dataset(run_dir: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "0 trained" in res.output
     assert "**synth-mosi**, acc2_non0 (%)" in res.output and "**synth-iemocap**, ua (%)" in res.output
-    assert "| vanilla_fusion |" in res.output and "mean (incomplete)" in res.output
+    # the method column is padded to the longest registered name, so match the row by its first cell only
+    assert re.search(r"\| vanilla_fusion +\|", res.output) and "mean (incomplete)" in res.output
 
 
 def test_report_markdown(run_dir: Path) -> None:
@@ -49,7 +52,9 @@ def test_report_errors(run_dir: Path, tmp_path: Path) -> None:
 
 def test_status(run_dir: Path) -> None:
     res = cli.invoke(app, ["status", str(run_dir)])
-    assert res.exit_code == 0 and res.output.count("done") == 4
+    cells = RunStore.read(run_dir).meta["cells"]  # one row per cell, however many methods are registered
+    done = sum(c["status"] == "done" for c in cells.values())
+    assert res.exit_code == 0 and done >= 4 and res.output.count("done") == done
 
 
 @pytest.mark.parametrize("kind", ["methods", "datasets", "metrics", "protocols"])
