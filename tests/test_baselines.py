@@ -200,6 +200,17 @@ def test_schedule_is_constant_then_linear_decay() -> None:
     assert f[30:] == pytest.approx([1 - k / 31 for k in range(1, 31)])
 
 
+def test_optional_kaiming_init_as_the_reference_code(tiny_mosi: Dataset) -> None:
+    seed_everything(0)
+    model = MMIN(tiny_mosi.spec, MMINConfig(init="kaiming"))
+    first = model.ae.encoders[0][0]  # Linear(384, 256)
+    assert torch.count_nonzero(first.bias) == 0
+    assert first.weight.std().item() == pytest.approx(math.sqrt(2 / 384), rel=0.05)
+    seed_everything(0)
+    default = MMIN(tiny_mosi.spec, MMINConfig()).ae.encoders[0][0]
+    assert torch.count_nonzero(default.bias) > 0
+
+
 def test_mmin_classification_selects_on_ua(tiny_iemocap: Dataset) -> None:
     seed_everything(0)
     model = MMIN(tiny_iemocap.spec, MMINConfig(epochs=2, teacher_epochs=2, batch_size=32))
@@ -222,6 +233,8 @@ def test_mmin_rejects_a_single_modality_dataset() -> None:
     ({"teacher_epochs": 0}, "MMINConfig.teacher_epochs"),
     ({"textcnn_kernels": ()}, "MMINConfig.textcnn_kernels"),
     ({"dropout": 1.0}, "MMINConfig.dropout"),
+    ({"beta1": 1.0}, "MMINConfig.beta1"),
+    ({"optimizer": "adamw"}, "MMINConfig.optimizer"),
 ])
 def test_bad_mmin_config_names_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):

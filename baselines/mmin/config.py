@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from baselines.base import MethodConfig
 
@@ -19,11 +20,17 @@ class MMINConfig(MethodConfig):
     epoch count keeps the schedule's shape when ``epochs`` is overridden for a quick run. The paper trains every
     epoch and keeps the best validation epoch; the large ``patience`` keeps that (no early stop).
 
-    MMIN stage: ``batch_size`` 128, Adam (``optimizer='adam'``, L2 ``weight_decay`` 1e-5), ``lr`` 2e-4,
-    ``grad_clip`` 1.0 applied per sub-network (each encoder, each autoencoder, the classifier), classifier
-    ``dropout`` 0.5. Loss = ``task_weight`` x task + ``mse_weight`` x forward-imagination MSE + ``cycle_weight``
-    x cycle MSE (1 / 4 / 2). Teacher stage: same optimiser, learning rate and batch size, classifier dropout
-    ``teacher_dropout`` 0.3, per-sub-network clip ``teacher_grad_clip`` 5.0 (``utt_fusion_model.py``).
+    MMIN stage: ``batch_size`` 128, Adam with ``beta1`` 0.5 (the reference's default; its MMIN script does not
+    override it) and L2 ``weight_decay`` 1e-5 (the script's value; see docs/baselines.md on whether the reference
+    applies it), ``lr`` 2e-4, ``grad_clip`` 1.0 applied per sub-network (each encoder, each autoencoder, the
+    classifier), classifier ``dropout`` 0.5. Loss = ``task_weight`` x task + ``mse_weight`` x forward-imagination
+    MSE + ``cycle_weight`` x cycle MSE (1 / 4 / 2). Teacher stage: same learning rate, weight decay and batch
+    size, Adam ``teacher_beta1`` 0.9 (its script sets it), classifier dropout ``teacher_dropout`` 0.3,
+    per-sub-network clip ``teacher_grad_clip`` 5.0 (``utt_fusion_model.py``). ``init``: ``'default'`` keeps
+    PyTorch's initialisation; ``'kaiming'`` is the reference framework's ``init_net`` (Kaiming-normal fan-in
+    weights and zero biases for Linear and convolution layers). The paper does not state an initialisation; the
+    default deviates from the code because Kaiming init made the cascade autoencoder start with outputs ~30x the
+    target scale and gave a much worse validation score on synth-mosi (docs/baselines.md).
 
     Architecture: ``embed`` 128 per modality (the LSTM hidden size, the TextCNN output and channel count);
     ``textcnn_modalities`` are encoded by a TextCNN with ``textcnn_kernels`` (3, 4, 5) and dropout
@@ -38,6 +45,7 @@ class MMINConfig(MethodConfig):
     lr: float = 2e-4
     weight_decay: float = 1e-5
     optimizer: str = "adam"
+    beta1: float = 0.5
     patience: int = 1000
     grad_clip: float = 1.0
     dropout: float = 0.5
@@ -55,6 +63,8 @@ class MMINConfig(MethodConfig):
     teacher_epochs: int = 20
     teacher_dropout: float = 0.3
     teacher_grad_clip: float = 5.0
+    teacher_beta1: float = 0.9
+    init: Literal["default", "kaiming"] = "default"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -75,3 +85,7 @@ class MMINConfig(MethodConfig):
         self.check("teacher_epochs", self.teacher_epochs >= 1, ">= 1")
         self.check("teacher_dropout", 0 <= self.teacher_dropout < 1, "in [0, 1)")
         self.check("teacher_grad_clip", self.teacher_grad_clip >= 0, ">= 0 (0 disables clipping)")
+        self.check("optimizer", self.optimizer == "adam", "'adam' (the reference's optimiser)")
+        for name in ("beta1", "teacher_beta1"):
+            self.check(name, 0 <= getattr(self, name) < 1, "in [0, 1)")
+        self.check("init", self.init in ("default", "kaiming"), "'default' or 'kaiming'")

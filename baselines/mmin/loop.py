@@ -17,20 +17,21 @@ from torch import Tensor, nn
 
 from harness.data import Batch
 from harness.registry import METRICS
-from harness.training import FitContext, NonFiniteLossError, Selector, make_optimizer, minibatches
+from harness.training import FitContext, NonFiniteLossError, Selector, minibatches
 
 LossTerms = Callable[[Batch, torch.Generator], dict[str, Tensor]]  # must contain "loss"; other terms are logged
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage's recipe: ``epochs`` with the linear-decay tail ``decay_fraction``, per-group ``grad_clip``;
-    ``offset`` / ``total`` place its epochs in the cell's progress report."""
+    """One stage's recipe: ``epochs`` with the linear-decay tail ``decay_fraction``, per-group ``grad_clip``, Adam's
+    ``beta1``; ``offset`` / ``total`` place its epochs in the cell's progress report."""
 
     name: str
     epochs: int
     decay_fraction: float
     grad_clip: float
+    beta1: float
     offset: int = 0
     total: int = 0
 
@@ -79,7 +80,8 @@ def train_stage(model: Any, loss_terms: LossTerms, groups: list[nn.Module], trai
                 stage: Stage, metric: str, score: Callable[[nn.Module], float]) -> StageResult:
     """Train ``model``'s trainable parameters with ``loss_terms``; keep the epoch best by ``score`` (validation)."""
     cfg = model.config
-    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(stage.beta1, 0.999), weight_decay=cfg.weight_decay)
     sel, history, start = Selector(metric, cfg.patience), [], time.perf_counter()
     for epoch in range(stage.epochs):
         for group in opt.param_groups:

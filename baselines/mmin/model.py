@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from baselines.base import Method, MethodCard, Reported
 from baselines.mmin.config import MMINConfig
 from baselines.mmin.loop import Stage, incomplete_patterns, pattern_scorer, train_stage
-from baselines.mmin.networks import ResidualAE, UttFusion, encode, fc_classifier, mmin_encoders
+from baselines.mmin.networks import ResidualAE, UttFusion, encode, fc_classifier, kaiming_init, mmin_encoders
 from harness.data import Batch, Dataset, DatasetSpec
 from harness.registry import METHODS
 from harness.training import FitContext, FitResult, resolve_select_metric, validation_score
@@ -72,6 +72,8 @@ class MMIN(Method):
         self.ae_cycle = ResidualAE(d, c.ae_layers, c.n_blocks)
         self.head = fc_classifier(c.ae_layers[-1] * c.n_blocks, c.cls_layers, spec.num_outputs, c.dropout)
         self.teacher = UttFusion(spec, c).requires_grad_(False)  # trained only by stage 1 of fit
+        if c.init == "kaiming":
+            kaiming_init(self)  # the encoders are overwritten by the teacher's before stage 2 anyway
         self.register_buffer("patterns", incomplete_patterns(n_mod), persistent=False)  # [2^M - 2, M]
         self.costs: dict[str, Any] = {}
 
@@ -118,7 +120,7 @@ class MMIN(Method):
         c, metric = self.config, resolve_select_metric(self.config, data.spec.task)
         teacher = self.teacher.requires_grad_(True)
         total = c.teacher_epochs + c.epochs
-        stage = Stage("teacher", c.teacher_epochs, c.decay_fraction, c.teacher_grad_clip, 0, total)
+        stage = Stage("teacher", c.teacher_epochs, c.decay_fraction, c.teacher_grad_clip, c.teacher_beta1, 0, total)
         res = train_stage(teacher, lambda b, g: {"loss": teacher.training_loss(b, g)}, teacher.clip_groups(),
                           data.train, ctx, stage, metric, lambda m: validation_score(m, data.valid, metric))
         teacher.requires_grad_(False).eval()
@@ -129,7 +131,8 @@ class MMIN(Method):
     def fit_mmin(self, data: Dataset, ctx: FitContext) -> FitResult:
         """Stage 2: MMIN on incomplete patterns, selected on the validation split's incomplete patterns."""
         c, metric = self.config, resolve_select_metric(self.config, data.spec.task)
-        stage = Stage("mmin", c.epochs, c.decay_fraction, c.grad_clip, c.teacher_epochs, c.teacher_epochs + c.epochs)
+        total = c.teacher_epochs + c.epochs
+        stage = Stage("mmin", c.epochs, c.decay_fraction, c.grad_clip, c.beta1, c.teacher_epochs, total)
         groups: list[nn.Module] = [*self.encoders.values(), self.ae, self.ae_cycle, self.head]
         score = pattern_scorer(data.valid, self.patterns.cpu(), metric)
         res = train_stage(self, self.loss_terms, groups, data.train, ctx, stage, metric, score)

@@ -42,6 +42,16 @@ def encode(encoders: nn.ModuleDict, batch: Batch, keep: Tensor) -> Tensor:
     return torch.cat(parts, dim=-1)
 
 
+def kaiming_init(module: nn.Module) -> None:
+    """The reference's ``init_net(init_type='kaiming')``: Kaiming-normal (fan-in) weights and zero biases for every
+    Linear and convolution layer; recurrent layers keep PyTorch's initialisation."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv1d)):
+            nn.init.kaiming_normal_(layer.weight, a=0, mode="fan_in")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
 def fc_classifier(d_in: int, layers: tuple[int, ...], n_out: int, dropout: float) -> nn.Sequential:
     """MMIN's ``FcClassifier``: ``(Linear, ReLU, Dropout)`` per hidden layer, then a linear output layer."""
     mods: list[nn.Module] = []
