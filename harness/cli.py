@@ -13,12 +13,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness import builtins
+from harness.cli_data import data_app
 from harness.config import build_run_config, parse_set
 from harness.registry import CORRUPTIONS, DATASETS, METHODS, METRICS, PROTOCOLS, UnknownNameError
 from harness.store import RunExistsError, RunStore
 
 app = typer.Typer(help="Robustness benchmarking for multimodal learning under missing and corrupted modalities.",
                   no_args_is_help=False, add_completion=False, pretty_exceptions_enable=False)
+app.add_typer(data_app, name="data")
 console = Console()
 err = Console(stderr=True)
 
@@ -66,6 +68,14 @@ def run(
     plugin: Annotated[list[str] | None, typer.Option(help="Module to import first (registers methods...).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Discard an existing run in --out with a different config.")] = False,
     metric: Annotated[str | None, typer.Option(help="Metric of the final table (default per task).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch intra-op CPU threads (default 1: tiny models).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel cell processes (default 0: one per CPU core).")] = None,
+    nan_value: Annotated[float | None, typer.Option(help="Value replacing NaN/inf features (default 0).")] = None,
+    pool: Annotated[bool | None, typer.Option("--pool/--no-pool", help="Mean-pool sequences over time.")] = None,
+    standardize: Annotated[bool | None, typer.Option(
+        "--standardize/--no-standardize", help="Z-score features with training-split statistics.")] = None,
+    iemocap_classes: Annotated[str | None, typer.Option(
+        help="IEMOCAP labels: 4, 6 or binary:<neutral|happy|sad|angry> (default 4).")] = None,
 ) -> None:
     """Train every method on every dataset for every seed and evaluate under every protocol. Re-running the
     same command on the same --out resumes: finished cells are skipped."""
@@ -75,14 +85,16 @@ def run(
         cfg = build_run_config(
             config, methods=methods, datasets=datasets, seeds=seeds, protocols=protocols, preset=preset,
             out=str(out) if out else None, device=device, data_dir=str(data_dir) if data_dir else None,
-            plugins=tuple(plugin) if plugin else None, method_options=parse_set(set_ or []),
+            plugins=tuple(plugin) if plugin else None, method_options=parse_set(set_ or []), threads=threads,
+            workers=workers,
+            nan_value=nan_value, pool=pool, standardize=standardize, iemocap_classes=iemocap_classes,
         )
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, transient=False) as bar:
             summary = runner.run(cfg, RichProgress(bar), overwrite=overwrite)
     except (ValueError, UnknownNameError, RunExistsError, FileNotFoundError, ImportError) as exc:
         raise fail(str(exc)) from None
-    _print_tables(summary.out, metric)
+    _finish_report(summary.out, metric)
     console.print(f"Results: {summary.out}  ({len(summary.done)} trained, {len(summary.skipped)} resumed)")
     if summary.failed:
         err.print(f"[bold red]{len(summary.failed)} cell(s) failed:[/]")
@@ -91,20 +103,26 @@ def run(
         raise typer.Exit(1)
 
 
-def _print_tables(run_dir: Path, metric: str | None) -> None:
-    from reports.tables import pattern_table_md
+def _finish_report(run_dir: Path, metric: str | None) -> None:
+    """After ``run``: print each dataset's pattern table, then write the default report into RUN_DIR/report."""
+    from reports.load import load_results
+    from reports.render import to_markdown
+    from reports.report import ReportOptions, headline_tables, write_report
+    from reports.tables import StatsOptions
 
-    builtins.load()
-    store = RunStore.read(run_dir)
-    records = store.records()
-    for dataset in records.dataset.unique():
-        task = store.meta["datasets"][dataset]["spec"]["task"]
-        name = metric or ("acc2_non0" if task == "regression" else "ua")
-        has_patterns = (records[records.dataset == dataset].protocol == "fixed_pattern").any()
-        if METRICS.get(name).task != task or not has_patterns:  # the table shows fixed_pattern conditions
-            continue
-        console.print(pattern_table_md(records, dataset, name), soft_wrap=True, highlight=False, markup=False)
-        console.print()
+    try:
+        results = load_results([run_dir], allow_partial=True)
+        reference = "vanilla_fusion" if "vanilla_fusion" in set(results.records["method"]) else None
+        options = ReportOptions(formats=("md", "latex", "csv"), stats=StatsOptions(reference=reference))
+        for table in headline_tables(results, metric, options):
+            console.print(to_markdown(table), soft_wrap=True, highlight=False, markup=False)
+            console.print()
+        _, index = write_report(results, options, run_dir / "report")
+    except (ValueError, UnknownNameError) as exc:
+        err.print(f"report not written: {exc}", highlight=False, soft_wrap=True, markup=False)
+        return
+    console.print(f"Report: {index}" + (" (partial run: not reportable)" if results.partial else ""),
+                  highlight=False, soft_wrap=True)
 
 
 @app.command("list")
@@ -179,29 +197,46 @@ def _protocol_table(validation: bool, conditions: bool) -> Table:
 
 @app.command()
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'mibench run'.")],
-    metric: Annotated[str, typer.Option(help="Metric to tabulate.")] = "acc2_non0",
-    format: Annotated[str, typer.Option(help="md")] = "md",
+    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories (several are merged).")],
+    format: Annotated[str, typer.Option(help="Comma list of md, latex, csv.")] = "md",
+    metric: Annotated[str | None, typer.Option(help="Comma list of metrics (default per task: acc2_non0,f1_non0,"
+                                                    "acc7,mae,corr; wa,ua,f1_weighted).")] = None,
+    reference: Annotated[str, typer.Option(help="Method the others are tested against, or 'none'.")] = "vanilla_fusion",
+    test: Annotated[str, typer.Option(help="ttest or wilcoxon (over seeds), or randomization (over test "
+                                           "samples, within seeds).")] = "ttest",
+    correction: Annotated[str, typer.Option(help="holm (headline tables), bh (large grids) or none.")] = "holm",
+    out: Annotated[Path | None, typer.Option(help="Report directory (default: RUN_DIR/report).")] = None,
+    allow_partial: Annotated[bool, typer.Option(help="Report non-reportable runs (captions say partial).")] = False,
+    composite: Annotated[bool, typer.Option(help="Paper-style cells: all metrics in one cell (a / b / c).")] = False,
+    reported: Annotated[bool, typer.Option(help="Add the papers' reported values (method cards) beside ours.")] = False,
+    ci: Annotated[str, typer.Option(help="Intervals: t (over seeds) or bootstrap (over test samples).")] = "t",
+    all_pairs: Annotated[bool, typer.Option(help="Also test every pair of methods (CSV + index).")] = False,
+    figures: Annotated[str, typer.Option(help="Figures for the first metric, all metrics, or none.")] = "first",
+    plugin: Annotated[list[str] | None, typer.Option(help="Module to import first (method cards, metrics).")] = None,
 ) -> None:
-    """Print result tables from a run directory (never retrains)."""
-    from reports.tables import pattern_table_md
+    """Write tables (Markdown/LaTeX/CSV), figures and report.md from run directories, and print the Markdown
+    tables. Never trains or predicts: everything comes from the stored results."""
+    from harness.config import split_list
+    from harness.registry import import_plugin
+    from reports.load import load_results
+    from reports.report import ReportOptions, markdown_tables, write_report
+    from reports.tables import StatsOptions
 
     builtins.load()
     try:
-        METRICS.get(metric)
-        if format != "md":
-            raise ValueError(f"Unknown format {format!r}; valid: md")
-        records = RunStore.read(run_dir).records()
-        if records.empty:
-            raise ValueError(f"{run_dir} holds no records yet")
-        datasets = [d for d in records.dataset.unique() if metric in set(records[records.dataset == d].metric)]
-        if not datasets:
-            raise ValueError(f"No records for metric {metric!r}; available: {sorted(records.metric.unique())}")
-        for d in datasets:
-            console.print(pattern_table_md(records, d, metric), soft_wrap=True, highlight=False, markup=False)
-            console.print()
-    except (ValueError, UnknownNameError, FileNotFoundError) as exc:
+        for module in plugin or []:
+            import_plugin(module)
+        stats = StatsOptions(reference=None if reference == "none" else reference, test=test, correction=correction)
+        options = ReportOptions(metrics=split_list(metric or ""), formats=split_list(format), stats=stats,
+                                composite=composite, reported=reported, ci=ci, all_pairs=all_pairs, figures=figures)
+        if out is None and len(run_dirs) > 1:
+            raise ValueError("several run directories are merged into one report: pass --out DIR")
+        results = load_results(run_dirs, allow_partial=allow_partial)
+        tables, index = write_report(results, options, out or run_dirs[0] / "report")
+    except (ValueError, UnknownNameError, FileNotFoundError, ImportError) as exc:
         raise fail(str(exc)) from None
+    console.print(markdown_tables(tables), soft_wrap=True, highlight=False, markup=False)
+    console.print(f"\nReport: {index}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -31,7 +31,8 @@ import tomllib
 
 from harness.registry import METHODS
 
-IDENTITY_EXCLUDED = ("out", "device", "plugins")  # execution details that do not change what is computed
+# execution details that do not change what is computed
+IDENTITY_EXCLUDED = ("out", "device", "plugins", "threads", "workers")
 # The standard protocol set (docs/protocols.md): fixed missing-modality patterns (MMIN), random modality
 # missing over rates (GCNet/IMDer/ModalImmune) and feature noise (MultiBench), the three families papers
 # report most, and fast enough for the default demo. ``--protocols all`` selects every test protocol.
@@ -40,7 +41,11 @@ STANDARD_PROTOCOLS = ("fixed_pattern", "random_missing", "noise")
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines a run. ``datasets`` entries are ``name`` or ``name=PATH``."""
+    """Everything that defines a run. ``datasets`` entries are ``name`` or ``name=PATH``.
+
+    ``nan_value``, ``pool``, ``standardize`` and ``iemocap_classes`` are the data options of
+    :class:`harness.data.DataOptions` (they change the numbers, so they are part of the run identity).
+    """
 
     methods: tuple[str, ...] = ("all",)
     datasets: tuple[str, ...] = ("synth-mosi", "synth-iemocap")
@@ -49,9 +54,15 @@ class RunConfig:
     protocols: tuple[str, ...] = STANDARD_PROTOCOLS
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     data_dir: str | None = None
+    nan_value: float = 0.0
+    pool: bool = False
+    standardize: bool = False
+    iemocap_classes: str = "4"
     out: str | None = None
     device: str = "auto"
     plugins: tuple[str, ...] = ()
+    threads: int = 1
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -60,11 +71,20 @@ class RunConfig:
             raise ValueError(f"seeds must be non-negative integers, got {list(self.seeds)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
+        if not isinstance(self.workers, int) or self.workers < 0:
+            raise ValueError(f"workers must be >= 0 (0 = one per CPU core on CPU, 1 on a GPU), got {self.workers!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         for key in ("methods", "datasets", "protocols"):
             if not getattr(self, key):
                 raise ValueError(f"{key}: the list is empty")
+        for key in ("pool", "standardize"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
+        if isinstance(self.nan_value, bool) or not isinstance(self.nan_value, (int, float)):
+            raise ValueError(f"nan_value must be a number, got {self.nan_value!r}")
 
     def identity(self) -> dict[str, Any]:
         """The part of the config that determines the results (a run directory holds exactly one identity)."""

@@ -200,14 +200,38 @@ class Dataset:
         return replace(self, train=self.train.to(device), valid=self.valid.to(device), test=self.test.to(device))
 
 
+IEMOCAP_VIEWS = ("4", "6", "binary:neutral", "binary:happy", "binary:sad", "binary:angry")
+
+
 @dataclass(frozen=True)
 class DataOptions:
-    """How to obtain a dataset: a size preset (synthetic data), an explicit file, a folder to search."""
+    """How to obtain a dataset and which preprocessing that changes numbers to apply (all recorded in provenance).
+
+    - ``preset``: size of a synthetic dataset; ``path``: an explicit file (or folder to search); ``data_dir``: a
+      folder searched for the conventional file names (see ``docs/datasets.md``); ``seed``: data seed
+      (synthetic data, IEMOCAP's validation dialogues).
+    - ``nan_value``: what NaN and +-inf feature values in a file are replaced with (MMSA and MulT use 0).
+    - ``pool``: replace each sequence by the mean over its valid steps (T becomes 1).
+    - ``standardize``: per-feature z-scores with mean and std from the training split's valid steps only.
+    - ``iemocap_classes``: the IEMOCAP label view, one of ``IEMOCAP_VIEWS`` (see ``harness/datasets/labels.py``).
+    - ``trust_pickle``: unpickle without restrictions; only ``mibench data convert --trust-pickle`` sets it.
+    """
 
     preset: str = "small"
     path: Path | None = None
     data_dir: Path | None = None
     seed: int = 0
+    nan_value: float = 0.0
+    pool: bool = False
+    standardize: bool = False
+    iemocap_classes: str = "4"
+    trust_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        if self.iemocap_classes not in IEMOCAP_VIEWS:
+            raise ValueError(f"iemocap_classes must be one of {list(IEMOCAP_VIEWS)}, got {self.iemocap_classes!r}")
+        if not np.isfinite(self.nan_value):
+            raise ValueError(f"nan_value must be a finite number, got {self.nan_value!r}")
 
 
 def batch_from_numpy(

@@ -98,6 +98,32 @@ def bootstrap_ci(
                        n_resamples)
 
 
+def seed_mean_bootstrap_ci(
+    preds: Sequence[np.ndarray], target: np.ndarray, metric_fn: MetricFn, *, rng: np.random.Generator,
+    n_resamples: int = 1000, confidence: float = 0.95,
+) -> BootstrapCI:
+    """Percentile bootstrap interval, over test samples, of the metric averaged over seeds.
+
+    Element k of ``preds`` is seed k's predictions (``[N]`` or ``[N, C]``) on the same test set ``target``.
+    Each resample draws one set of row indices and applies it to every seed (paired over seeds), then
+    averages the per-seed metrics; ``estimate`` is that mean on the full test set. The interval reflects
+    test-sample noise of the seed mean for these trained models, not seed-to-seed variance. With one seed
+    it equals :func:`bootstrap_ci` under the same generator state.
+    """
+    _check_rng(rng, n_resamples)
+    if not preds:
+        raise ValueError("need at least one seed's predictions")
+    arrays = [_rows(p, target)[0] for p in preds]
+    y = np.asarray(target)
+
+    def mean_metric(i: np.ndarray) -> float:
+        return float(np.mean([metric_fn(p[i], y[i]) for p in arrays]))
+
+    res = _bootstrap(len(y), mean_metric, rng, n_resamples, confidence)
+    low, high = res.confidence_interval
+    return BootstrapCI(mean_metric(np.arange(len(y))), float(low), float(high), confidence, len(y), n_resamples)
+
+
 def paired_bootstrap_test(
     pred_a: np.ndarray, pred_b: np.ndarray, target: np.ndarray, metric_fn: MetricFn,
     higher_is_better: bool, *, rng: np.random.Generator, n_resamples: int = 1000,

@@ -4,6 +4,16 @@ Everything the user named is validated by :func:`prepare` before any training st
 method options, devices, protocols that do not fit a dataset). A cell that raises is recorded as failed with
 its error and the sweep goes on; finished cells are skipped when the same command runs again.
 
+Reportability (``run.json`` key ``reportable``, written when a run ends, removed while it runs): a run's
+numbers may go into a paper table only if
+
+1. every planned cell (dataset x method x seed) is ``done`` - none failed, none unfinished;
+2. no dataset was built with a smoke-test preset (:data:`SMOKE_PRESETS`, i.e. ``tiny``);
+3. no method was trained for fewer ``epochs`` than its config's default (a ``--set epochs=2`` smoke run).
+
+Otherwise ``reportable = {"ok": false, "reasons": [...]}`` and ``mibench report`` refuses the run unless
+``--allow-partial`` is given, in which case every caption says the run is partial.
+
 Protocols and datasets: a protocol named explicitly must fit every dataset (e.g. ``frame_missing`` on a
 dataset with utterance-level features, T = 1, is an error before training). A protocol selected implicitly
 (``all`` or a glob) is skipped for the datasets it cannot run on; ``run.json`` lists what was skipped and why.
@@ -13,12 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import multiprocessing
+import os
 import platform
 import re
 import shutil
 import subprocess
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +52,7 @@ from harness.store import RunStore, now
 from harness.training import FitContext
 
 log = logging.getLogger(__name__)
+SMOKE_PRESETS = ("tiny",)
 
 
 @dataclass(frozen=True)
@@ -105,7 +119,9 @@ def parse_dataset(entry: str, config: RunConfig) -> tuple[str, DataOptions]:
     name, _, path = entry.partition("=")
     DATASETS.get(name)
     data_dir = Path(config.data_dir).expanduser() if config.data_dir else None
-    return name, DataOptions(preset=config.preset, path=Path(path).expanduser() if path else None, data_dir=data_dir)
+    return name, DataOptions(preset=config.preset, path=Path(path).expanduser() if path else None, data_dir=data_dir,
+                             nan_value=float(config.nan_value), pool=config.pool, standardize=config.standardize,
+                             iemocap_classes=config.iemocap_classes)
 
 
 def prepare(config: RunConfig) -> Plan:
@@ -198,35 +214,107 @@ def run_cell(cell: Cell, data: Dataset, plan: Plan, progress: Progress | None,
     return records, preds, info
 
 
-def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = False) -> Summary:
-    """Run every cell of ``config`` (skipping finished ones) and return what happened."""
+def reportability(plan: Plan, store: RunStore) -> dict[str, Any]:
+    """The ``reportable`` mark of ``run.json``: ``{"ok": bool, "reasons": [str, ...]}`` (rule: module docstring)."""
+    reasons: list[str] = []
+    not_done = [f"{c.id} ({store.cell_status(c.id) or 'not started'})" for c in plan.cells if not store.is_done(c.id)]
+    if not_done:
+        shown = ", ".join(not_done[:5]) + (f" and {len(not_done) - 5} more" if len(not_done) > 5 else "")
+        reasons.append(f"{len(not_done)} of {len(plan.cells)} cells not done: {shown}")
+    for name in plan.datasets:
+        preset = store.meta["datasets"][name]["provenance"].get("preset")
+        if preset in SMOKE_PRESETS:
+            reasons.append(f"dataset {name} uses the smoke-test preset {preset!r}")
+    for method, cfg in plan.method_configs.items():
+        default = METHODS.get(method).Config().epochs
+        if cfg.epochs < default:
+            reasons.append(f"method {method} trained for epochs={cfg.epochs}, below its default {default}")
+    return {"ok": not reasons, "reasons": reasons}
+
+
+_WORKER: tuple[Plan, dict[str, Dataset], dict[str, FeatureStats]] | None = None
+
+
+def _prepare_process(config: RunConfig) -> tuple[Plan, dict[str, Dataset], dict[str, FeatureStats]]:
     plan = prepare(config)
+    # The models are tiny: intra-op threads mostly wait on each other, and with other processes on the machine
+    # OpenMP's spinning made a CPU cell 30x slower in our measurements. One thread per process by default.
+    torch.set_num_threads(config.threads)
     datasets = load_datasets(plan)
+    stats = {n: FeatureStats.from_batch(d.train) for n, d in datasets.items()}  # on CPU: device-independent
+    return plan, datasets, stats
+
+
+def _worker_init(config: RunConfig) -> None:
+    global _WORKER
+    plan, datasets, stats = _prepare_process(config)
+    _WORKER = plan, {n: d.to(plan.device) for n, d in datasets.items()}, stats
+
+
+def _attempt(cell: Cell, plan: Plan, data: Dataset, stats: FeatureStats, progress: Progress | None):
+    """(cell, stored payload or None, error or None): a failing cell is reported, never raised."""
+    try:
+        return cell, run_cell(cell, data, plan, progress, stats), None
+    except Exception as exc:  # a failing cell is recorded and the sweep goes on
+        return cell, None, (f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+
+def _worker_cell(cell: Cell):
+    plan, datasets, stats = _WORKER
+    return _attempt(cell, plan, datasets[cell.dataset], stats[cell.dataset], None)
+
+
+def _store_result(store: RunStore, summary: Summary, result, progress: Progress | None) -> None:
+    cell, payload, error = result
+    if error is None:
+        records, preds, info = payload
+        store.write_cell(cell.id, records, preds, **info)
+        summary.done.append(cell.id)
+    else:
+        log.error("cell %s failed: %s", cell.id, error[0])
+        store.mark(cell.id, "failed", error=error[0], traceback=error[1])
+        summary.failed[cell.id] = error[0]
+    if progress:
+        progress.finished(cell, store.cell_status(cell.id) or "failed")
+
+
+def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = False) -> Summary:
+    """Run every cell of ``config`` (skipping finished ones) and return what happened.
+
+    With more than one worker (``config.workers``; 0 = one per CPU core on a CPU, one on a GPU) cells run in
+    worker processes that each load the data themselves; this process stays the only writer of the run
+    directory.
+    """
+    plan, datasets, stats = _prepare_process(config)
     if overwrite and (plan.out / "run.json").exists():
         shutil.rmtree(plan.out)
     store = RunStore.open(plan.out, config.identity(), run_meta(plan, datasets))
-    stats = {n: FeatureStats.from_batch(d.train) for n, d in datasets.items()}  # on CPU: device-independent
-    datasets = {n: d.to(plan.device) for n, d in datasets.items()}
+    store.meta.pop("reportable", None)  # re-decided when this run ends; absent = unfinished
     summary = Summary(plan.out, [], {}, [])
+    todo = [c for c in plan.cells if not store.is_done(c.id)]
+    summary.skipped = [c.id for c in plan.cells if store.is_done(c.id)]
     if progress:
-        progress.start(len(plan.cells), sum(store.is_done(c.id) for c in plan.cells))
-    for cell in plan.cells:
-        if store.is_done(cell.id):
-            summary.skipped.append(cell.id)
-            continue
-        if progress:
-            progress.cell(cell)
-        store.mark(cell.id, "running", started_at=now())
-        try:
-            records, preds, info = run_cell(cell, datasets[cell.dataset], plan, progress, stats[cell.dataset])
-            store.write_cell(cell.id, records, preds, **info)
-            summary.done.append(cell.id)
-        except Exception as exc:  # a failing cell is recorded and the sweep goes on
-            log.error("cell %s failed: %s", cell.id, exc)
-            store.mark(cell.id, "failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-            summary.failed[cell.id] = f"{type(exc).__name__}: {exc}"
-        if progress:
-            progress.finished(cell, store.cell_status(cell.id) or "failed")
+        progress.start(len(plan.cells), len(summary.skipped))
+    workers = config.workers or (1 if plan.device.type == "cuda" else max(1, (os.cpu_count() or 1) // config.threads))
+    if workers > 1 and len(todo) > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_worker_init,
+                                 initargs=(config,)) as pool:
+            futures = []
+            for cell in todo:  # queued until its worker's result arrives; anything not done is redone on resume
+                store.mark(cell.id, "queued", queued_at=now())
+                futures.append(pool.submit(_worker_cell, cell))
+            for fut in as_completed(futures):
+                _store_result(store, summary, fut.result(), progress)
+    else:
+        datasets = {n: d.to(plan.device) for n, d in datasets.items()}
+        for cell in todo:
+            if progress:
+                progress.cell(cell)
+            store.mark(cell.id, "running", started_at=now())
+            _store_result(store, summary, _attempt(cell, plan, datasets[cell.dataset], stats[cell.dataset],
+                                                   progress), progress)
     store.meta["finished_at"] = now()
+    store.meta["reportable"] = reportability(plan, store)
     store.save_meta()
     return summary

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from harness import builtins
 from harness.data import DataOptions, Dataset
 from harness.registry import DATASETS
 
 builtins.load()
+torch.set_num_threads(1)  # tiny models: intra-op threads only contend (the runner does the same by default)
 
 
 @pytest.fixture(scope="session")

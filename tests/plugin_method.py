@@ -19,7 +19,8 @@ class MeanOfModalities(Method):
 
     def __init__(self, spec, config) -> None:
         super().__init__(spec, config)
-        self.readout = nn.ModuleDict({m: nn.Linear(d, spec.num_outputs) for m, d in zip(spec.modalities, spec.dims, strict=True)})
+        pairs = zip(spec.modalities, spec.dims, strict=True)
+        self.readout = nn.ModuleDict({m: nn.Linear(d, spec.num_outputs) for m, d in pairs})
 
     def forward(self, batch: Batch) -> Tensor:
         outs = torch.stack([self.readout[m](batch.x[m].mean(1)) for m in self.spec.modalities], 1)  # [N, M, C]

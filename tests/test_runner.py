@@ -24,7 +24,7 @@ KEY = ["dataset", "method", "seed", "protocol", "condition", "metric"]
 
 def config(out: Path, **kw) -> RunConfig:
     base = dict(methods=("vanilla_fusion",), datasets=("synth-mosi", "synth-iemocap"), seeds=(0, 1),
-                preset="tiny", out=str(out), device="cpu", method_options=FAST, protocols=("fixed_pattern",))
+                preset="tiny", out=str(out), device="cpu", method_options=FAST, workers=1, protocols=("fixed_pattern",))
     return RunConfig(**{**base, **kw})
 
 
@@ -109,6 +109,7 @@ def test_killed_process_resumes_with_exactly_one_record_each(tmp_path: Path) -> 
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "harness", "run", "--methods", "vanilla_fusion", "--datasets", "synth-mosi",
            "--seeds", "2", "--preset", "tiny", "--out", str(out), "--device", "cpu", "--set", "epochs=40",
+           "--workers", "1",
            "--protocols", "fixed_pattern"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -209,3 +210,12 @@ def test_config_file_precedence(tmp_path: Path) -> None:
     f.write_text("sedes = 3\n")
     with pytest.raises(ValueError, match="Unknown key\\(s\\) \\['sedes'\\]"):
         build_run_config(f)
+
+
+def test_parallel_workers_give_the_sequential_results(tmp_path: Path) -> None:
+    seq = runner.run(config(tmp_path / "seq", datasets=("synth-mosi",)))
+    par = runner.run(config(tmp_path / "par", datasets=("synth-mosi",), workers=2))
+    assert sorted(par.done) == sorted(seq.done) and not par.failed
+    a, b = (RunStore.read(tmp_path / x).records().sort_values(KEY).reset_index(drop=True) for x in ("seq", "par"))
+    assert a[KEY + ["value"]].equals(b[KEY + ["value"]])
+    assert RunStore.read(tmp_path / "par").meta["identity"] == RunStore.read(tmp_path / "seq").meta["identity"]

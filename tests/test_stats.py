@@ -17,6 +17,7 @@ from harness.resampling import (
     approximate_randomization_test,
     bootstrap_ci,
     paired_bootstrap_test,
+    seed_mean_bootstrap_ci,
     seed_stratified_randomization_test,
 )
 from harness.robustness import robustness_summary, trapezoid_auc
@@ -340,3 +341,25 @@ def test_robustness_summary_on_a_constructed_example() -> None:
     clean_row = compared[(compared["summary"] == "clean") & (compared["metric"] == "acc2_non0")].iloc[0]
     assert clean_row["n"] == 1 and "not computable (n<2)" in clean_row["note"]  # seed 1 has no reference
     assert clean_row["mean_diff"] == pytest.approx(0.8 - 0.9)
+
+
+def test_seed_mean_bootstrap_ci_matches_scipy_paired_bootstrap() -> None:
+    rng = np.random.default_rng(11)
+    target = rng.normal(size=120)
+    preds = [target + rng.normal(scale=s, size=120) for s in (0.5, 1.0, 1.5)]
+    mae = lambda p, t: float(np.mean(np.abs(p - t)))  # noqa: E731
+    ours = seed_mean_bootstrap_ci(preds, target, mae, rng=np.random.default_rng(3), n_resamples=999)
+
+    def seed_mean(*arrays: np.ndarray) -> float:  # scipy resamples the same rows of every array (paired)
+        *ps, t = arrays
+        return float(np.mean([mae(p, t) for p in ps]))
+
+    keyword = "rng" if "rng" in __import__("inspect").signature(sps.bootstrap).parameters else "random_state"
+    ref = sps.bootstrap((*preds, target), seed_mean, paired=True, vectorized=False, n_resamples=999,
+                        method="percentile", **{keyword: np.random.default_rng(3)})
+    assert ours.estimate == pytest.approx(np.mean([mae(p, target) for p in preds]))
+    assert (ours.ci_low, ours.ci_high) == pytest.approx(tuple(ref.confidence_interval))
+    single = seed_mean_bootstrap_ci(preds[:1], target, mae, rng=np.random.default_rng(4), n_resamples=500)
+    assert single == bootstrap_ci(preds[0], target, mae, rng=np.random.default_rng(4), n_resamples=500)
+    with pytest.raises(ValueError, match="at least one seed"):
+        seed_mean_bootstrap_ci([], target, mae, rng=np.random.default_rng(0))

@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from baselines.base import Method, MethodCard, MethodConfig, Reported
@@ -106,8 +107,8 @@ class ModalImmuneConfig(MethodConfig):
         unit = "in [0, 1)"
         self.check("embed", self.embed >= self.fusion_heads and self.embed % self.fusion_heads == 0,
                    f"a positive multiple of fusion_heads ({self.fusion_heads})")
-        for name in ("property_dim", "fusion_heads", "fusion_layers", "curvature_iters", "curvature_batch", "neumann_kmax",
-                     "meta_every", "meta_batch"):
+        for name in ("property_dim", "fusion_heads", "fusion_layers", "curvature_iters", "curvature_batch",
+                     "neumann_kmax", "meta_every", "meta_batch"):
             self.check(name, getattr(self, name) >= 1, ">= 1")
         for name in ("alpha_re", "beta_pe", "gamma_con", "lambda_coll", "eta_rank", "kappa", "meta_lr"):
             self.check(name, getattr(self, name) >= 0, ">= 0")
@@ -173,10 +174,18 @@ class ModalImmune(Method):
         return self.net(batch)
 
     def training_loss(self, batch: Batch, generator) -> Tensor:
-        """One reconstruction-driven step's loss (Eq. 4–5); SDL steps live in ``fit`` (Algorithm 1)."""
-        from baselines.modal_immune.train import reconstruction_loss
+        """The expected per-batch objective of Eq. (8): (1 − p_sdl)·L_rec + p_sdl·L_SDL(m*), m* drawn uniformly
+        from ``generator``, at the initial ξ. ``fit`` runs Algorithm 1 itself, one kind of batch at a time."""
+        from baselines.modal_immune.meta import MetaState
+        from baselines.modal_immune.train import reconstruction_loss, sdl_loss
 
-        return reconstruction_loss(self, batch, generator)[0]
+        loss = reconstruction_loss(self, batch, generator)[0]
+        p = self.config.p_sdl
+        if p == 0:
+            return loss
+        target = int(torch.randint(len(self.spec.modalities), (1,), generator=generator, device=generator.device))
+        xi = MetaState.initial(self.config, batch.device).values()
+        return (1 - p) * loss + p * sdl_loss(self, batch, target, xi, generator)[0]
 
     def fit(self, data: Dataset, ctx: FitContext) -> FitResult:
         from baselines.modal_immune.train import fit_modal_immune

@@ -9,8 +9,8 @@ For the attacked modality's batch embedding matrix Z_B (``[n, d]``):
 ``s`` is +1 as Eq. (12) prints. The text describes the collapse as *flattening* the spectrum (§3.2, Fig. 6),
 which raises this ratio, so minimising +η·stable_rank pushes the other way (gap #17); ``stable_rank_sign = -1``
 follows the text, and is ModalImmune's default here because only it reproduces the described effect (see
-``ModalImmuneConfig``). Note that the Gaussian-target term alone already drives Z_B towards noise: with a fresh zero-mean target
-each step its expected gradient shrinks Z_B while the noise randomises the encoder's directions.
+``ModalImmuneConfig``). Note that the Gaussian-target term alone already drives Z_B towards noise: with a fresh
+zero-mean target each step its expected gradient shrinks Z_B while the noise randomises the encoder's directions.
 """
 
 from __future__ import annotations

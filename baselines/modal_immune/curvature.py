@@ -10,7 +10,8 @@ exactly that.
 
 Gate (Eq. 13–14): τ = 0.01 / lr; ρ = 0 if λ_min < −τ, else ρ = −κ. Applying it (mode ``"paper"``): ρ = 0
 freezes the attacked encoder (its gradient is zeroed, §3.8); ρ = −κ gives g̃ = (I + ρM) g with M = diag(b),
-b_j ~ Bernoulli(q) (A.3, Eq. 28; M's distribution is not given, gap #4). Mode ``"a3"`` applies Eq. (28) in
+b_j ~ Bernoulli(q) (A.3, Eq. 28; M's distribution is not given, gap #4). Freezing sets ``.grad`` to None so that
+the optimizer skips the encoder for that step. Mode ``"a3"`` applies Eq. (28) in
 both branches, so ρ = 0 leaves g unchanged.
 """
 
@@ -126,8 +127,8 @@ def apply_gate(params: Sequence[Tensor], rho: float, kappa: float, *, mode: str 
     grads = [p.grad for p in params if p.grad is not None]
     if rho == 0.0:
         if mode == "paper":
-            for g in grads:
-                g.zero_()
+            for p in params:  # None, not zeros: Adam's momentum and AdamW's decay would still move a zero grad
+                p.grad = None
             return "frozen"
         return "identity"
     for g in grads:

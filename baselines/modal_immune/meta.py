@@ -90,8 +90,8 @@ def meta_step(model: ModalImmune, data: Dataset, xi: MetaState, ctx: FitContext,
     try:
         with double_backward_safe():
             res = hypergradient(train_loss, val_loss, params, [lam, eta], alpha=c.inner_lr,
-                                tol_ratio=c.neumann_tol, k_max=c.neumann_kmax, iters=c.curvature_iters, form=c.hypergrad_form,
-                                generator=torch_generator(seed + 5))
+                                tol_ratio=c.neumann_tol, k_max=c.neumann_kmax, iters=c.curvature_iters,
+                                form=c.hypergrad_form, generator=torch_generator(seed + 5))
         g_kappa = kappa_hypergradient(model, train_loss, val_loss, target)
     finally:
         model.train(was)

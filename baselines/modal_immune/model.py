@@ -37,15 +37,17 @@ class ModalImmuneNet(nn.Module):
             m: make_encoder(dim, t, c.hidden, d, c.dropout, bidirectional=True)
             for m, dim, t in zip(mods, spec.dims, spec.seq_lens, strict=True)
         })
-        self.mask_token = nn.Parameter(torch.zeros(len(mods), d))
-        nn.init.normal_(self.mask_token, std=0.02)
-        if c.use_property:
+        # Only what the configuration uses is built, so every parameter is trained (the method contract).
+        if c.p_sdl > 0 or not c.use_generator or c.missing_fill == "mask_token":
+            self.mask_token = nn.Parameter(torch.randn(len(mods), d) * 0.02)
+        if c.use_property and c.use_generator:
             self.property = nn.Parameter(torch.randn(len(mods), c.property_dim) * 0.02)
-            self.property_proj = nn.Linear(c.property_dim, d)  # p_m -> the embedding space, for L_pe
+            if c.beta_pe > 0:
+                self.property_proj = nn.Linear(c.property_dim, d)  # p_m -> the embedding space, for L_pe
         gen_in = d + (c.property_dim if c.use_property else 0)
         if c.use_generator:
             self.generators = nn.ModuleDict({m: mlp_head(gen_in, 2 * d, d, 0.0) for m in mods})
-            if c.use_back_translation:
+            if c.use_back_translation and c.alpha_re > 0:
                 self.back = nn.ModuleDict({m: mlp_head(d, 2 * d, d, 0.0) for m in mods})
         layer = nn.TransformerEncoderLayer(d, c.fusion_heads, 2 * d, c.dropout, batch_first=True)
         self.fusion = nn.TransformerEncoder(layer, c.fusion_layers, enable_nested_tensor=False)
@@ -95,7 +97,7 @@ class ModalImmuneNet(nn.Module):
         back-translation, B_m(ẑ_m) also regresses the available context (the cycle, our "mirror involution")."""
         target = (present & ~available).to(z.dtype)  # [N, M]: masked in this batch but observed in the data
         loss = masked_mean(((surrogate - z.detach()) ** 2).mean(-1), target)
-        if self.c.use_back_translation:
+        if hasattr(self, "back"):
             context = mean_available(z, available).detach()  # [N, d]
             back = torch.stack([self.back[m](surrogate[:, j]) for j, m in enumerate(self.spec.modalities)], 1)
             loss = loss + masked_mean(((back - context.unsqueeze(1)) ** 2).mean(-1), target)

@@ -23,8 +23,15 @@ from baselines.modal_immune.collapse import batch_covariance, collapse_loss, sta
 from baselines.modal_immune.curvature import apply_gate, double_backward_safe, gate, min_eigenvalue
 from baselines.modal_immune.meta import MetaState, meta_step
 from harness.data import Batch, Dataset
-from harness.training import FitContext, FitResult, Selector, check_finite, minibatches, resolve_select_metric
-from harness.training import validation_score
+from harness.training import (
+    FitContext,
+    FitResult,
+    Selector,
+    check_finite,
+    minibatches,
+    resolve_select_metric,
+    validation_score,
+)
 
 if TYPE_CHECKING:
     from baselines.modal_immune import ModalImmune
@@ -57,7 +64,7 @@ def reconstruction_loss(model: ModalImmune, batch: Batch, generator: torch.Gener
     loss = model.task_loss(net.predict_from(tokens), batch.y)
     if surrogate is not None and c.alpha_re > 0:
         loss = loss + c.alpha_re * net.reconstruction_loss(enc.z, surrogate, available, enc.present)
-    if c.use_property and c.beta_pe > 0:
+    if hasattr(net, "property_proj"):
         loss = loss + c.beta_pe * net.property_loss(enc.z, enc.present)
     if c.gamma_con > 0:
         loss = loss + c.gamma_con * net.contrastive_loss(enc.z, available, c.con_temperature)

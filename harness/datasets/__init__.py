@@ -1,3 +1,3 @@
 """Dataset loaders. Each registers a function ``load(options: DataOptions) -> Dataset`` in ``DATASETS``."""
 
-from harness.datasets import synthetic  # noqa: F401
+from harness.datasets import real, synthetic  # noqa: F401

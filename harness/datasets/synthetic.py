@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.data import Batch, DataOptions, Dataset, DatasetSpec, batch_from_numpy
+from harness.datasets.preprocess import apply_options
 from harness.registry import DATASETS
 from harness.seeding import stable_seed
 
@@ -126,7 +127,7 @@ def _assemble(spec: DatasetSpec, splits: list[Batch], options: DataOptions) -> D
     ids = {s: np.array([f"{spec.name}/{s}/{i:05d}" for i in range(len(b))]) for s, b in zip(
         ("train", "valid", "test"), splits, strict=True)}
     prov = {"loader": "synthetic", "preset": options.preset, "data_seed": options.seed, "generator": __name__}
-    return Dataset(spec, *splits, ids=ids, provenance=prov).validate()
+    return apply_options(Dataset(spec, *splits, ids=ids, provenance=prov).validate(), options)
 
 
 @DATASETS.register("synth-mosi")

@@ -1,0 +1,153 @@
+"""mibench's own ``.npz`` layout (version 1): one uncompressed numpy archive per dataset, no pickles inside.
+
+Keys (``M`` modalities, splits ``train``, ``valid``, ``test``)::
+
+    format                 str    "mibench-npz"
+    version                int    1
+    name                   str    dataset name, e.g. "mosi"
+    task                   str    "regression" or "classification"
+    modalities             (M,) str    order of the present mask's columns, e.g. [text, audio, vision]
+    classes                (C,) str    class names by index (empty for regression)
+    label_range            (2,) float  optional, regression: labels must lie inside
+    provenance             str    optional JSON: where the data came from (written by ``mibench data convert``)
+    <split>/<m>            (N, T_m, D_m) float32 features, zero after each sample's length
+    <split>/<m>_lengths    (N,) int64 in [1, T_m]   optional: derived from non-zero rows when absent
+    <split>/labels         (N,) float32 scores or int64 class indices
+    <split>/ids            (N,) str     optional
+    <split>/present        (N, M) bool  optional, all True when absent (which modalities were recorded)
+
+Strings are numpy unicode arrays, so the file loads with ``allow_pickle=False``. Files written by
+:func:`save_npz` hold exactly the tensors the loader produced, so reading one back gives identical tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from harness.data import SPLITS, Dataset, Task
+from harness.datasets.formats import MODALITIES, RawData, RawSplit
+
+FORMAT, VERSION = "mibench-npz", 1
+
+
+def save_npz(dataset: Dataset, path: Path) -> None:
+    """Write ``dataset`` (its tensors as they are, plus its provenance) to ``path`` atomically."""
+    spec = dataset.spec
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(FORMAT), "version": np.array(VERSION), "name": np.array(spec.name),
+        "task": np.array(spec.task), "modalities": np.array(spec.modalities, dtype=str),
+        "classes": np.array(spec.classes, dtype=str),
+        "provenance": np.array(json.dumps(dict(dataset.provenance), default=str)),
+    }
+    if spec.label_range is not None:
+        arrays["label_range"] = np.array(spec.label_range, dtype=np.float64)
+    for s in SPLITS:
+        batch = dataset.split(s).to("cpu")
+        for m in spec.modalities:
+            arrays[f"{s}/{m}"] = batch.x[m].numpy()
+            arrays[f"{s}/{m}_lengths"] = batch.lengths[m].numpy()
+        arrays[f"{s}/labels"] = batch.y.numpy()
+        arrays[f"{s}/present"] = batch.present.numpy()
+        if s in dataset.ids:
+            arrays[f"{s}/ids"] = np.asarray(dataset.ids[s]).astype(str)
+    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _get(z: Any, key: str, path: Path) -> np.ndarray:
+    if key not in z.files:
+        raise ValueError(f"{path}: key {key!r} is missing (a mibench .npz needs it; see docs/datasets.md)")
+    return z[key]
+
+
+def read_npz(path: Path) -> RawData:
+    """A mibench ``.npz`` -> RawData; one-line ``ValueError`` naming the file and key for anything malformed."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return _read(z, path)
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise ValueError(f"{path}: truncated or corrupt .npz ({type(exc).__name__}: {exc})") from None
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ValueError(f"{path}: holds object arrays, which would need pickle; store strings as numpy "
+                             f"unicode arrays (see docs/datasets.md)") from None
+        raise
+
+
+def _read(z: Any, path: Path) -> RawData:
+    if str(_get(z, "format", path)) != FORMAT or int(_get(z, "version", path)) != VERSION:
+        raise ValueError(f"{path}: format/version: expected {FORMAT!r} version {VERSION}")
+    task = str(_get(z, "task", path))
+    if task not in ("regression", "classification"):
+        raise ValueError(f"{path}: task: expected 'regression' or 'classification', got {task!r}")
+    label_range = None
+    if "label_range" in z.files:
+        lr = z["label_range"]
+        if lr.shape != (2,) or not lr[0] <= lr[1]:
+            raise ValueError(f"{path}: label_range: expected (low, high), got {lr.tolist()}")
+        label_range = (float(lr[0]), float(lr[1]))
+    modalities = tuple(str(m) for m in _get(z, "modalities", path))
+    if modalities != MODALITIES:
+        raise ValueError(f"{path}: modalities: expected {list(MODALITIES)}, got {list(modalities)}")
+    classes = tuple(str(c) for c in _get(z, "classes", path))
+    splits = {s: _split(z, s, path, task, classes, label_range) for s in SPLITS}
+    notes: dict[str, Any] = {"name_in_file": str(_get(z, "name", path))}
+    if "provenance" in z.files:
+        try:
+            notes["converted_from"] = json.loads(str(z["provenance"]))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: provenance: not valid JSON ({exc})") from None
+    return RawData("mibench-npz", splits, cast(Task, task), classes, label_range, notes=notes)
+
+
+def _split(z: Any, s: str, path: Path, task: str, classes: tuple[str, ...],
+           label_range: tuple[float, float] | None) -> RawSplit:
+    y = _labels(_get(z, f"{s}/labels", path), f"{path}: {s}/labels", task, classes, label_range)
+    n = len(y)
+    x, lengths = {}, {}
+    for m in MODALITIES:
+        x[m] = _get(z, f"{s}/{m}", path)
+        if x[m].ndim != 3 or len(x[m]) != n or 0 in x[m].shape[1:] or not np.issubdtype(x[m].dtype, np.number):
+            raise ValueError(f"{path}: {s}/{m}: expected numeric features ({n}, T, D), got {x[m].dtype} {x[m].shape}")
+        ln = z[f"{s}/{m}_lengths"] if f"{s}/{m}_lengths" in z.files else None
+        if ln is not None and (ln.shape != (n,) or not np.issubdtype(ln.dtype, np.integer)):
+            raise ValueError(f"{path}: {s}/{m}_lengths: expected ({n},) integers, got {ln.dtype} {ln.shape}")
+        lengths[m] = ln
+    ids = z[f"{s}/ids"].astype(str) if f"{s}/ids" in z.files else np.array([f"{s}/{i}" for i in range(n)])
+    if len(ids) != n:
+        raise ValueError(f"{path}: {s}/ids: {len(ids)} ids for {n} samples")
+    present = z[f"{s}/present"] if f"{s}/present" in z.files else None
+    if present is not None and (present.shape != (n, len(MODALITIES)) or present.dtype != bool):
+        raise ValueError(f"{path}: {s}/present: expected bool ({n}, {len(MODALITIES)}), got "
+                         f"{present.dtype} {present.shape}")
+    return RawSplit(x, lengths, y, ids, present)
+
+
+def _labels(y: np.ndarray, where: str, task: str, classes: tuple[str, ...],
+            label_range: tuple[float, float] | None) -> np.ndarray:
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.number):
+        raise ValueError(f"{where}: expected labels (N,), got {y.dtype} {y.shape}")
+    if task == "classification":
+        if not np.issubdtype(y.dtype, np.integer) or (len(y) and (y.min() < 0 or y.max() >= len(classes))):
+            raise ValueError(f"{where}: labels out of range: class indices must be integers in "
+                             f"[0, {len(classes) - 1}] ({len(classes)} classes)")
+        return y.astype(np.int64)
+    if not np.isfinite(y).all():
+        raise ValueError(f"{where}: labels are NaN or infinite")
+    if label_range is not None and len(y) and (y.min() < label_range[0] or y.max() > label_range[1]):
+        raise ValueError(f"{where}: labels out of range: they span [{y.min():g}, {y.max():g}], outside "
+                         f"[{label_range[0]:g}, {label_range[1]:g}]")
+    return y.astype(np.float32)

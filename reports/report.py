@@ -1,0 +1,277 @@
+"""Build a whole report: tables per dataset (overview, each protocol's conditions, robustness summary) in the
+chosen formats, figures, and ``report.md``, an index that embeds them with relative paths.
+
+Layout of ``OUT``::
+
+    report.md                          the index (Markdown tables inline, figures embedded)
+    tables/<dataset>__<table>.{md,tex,csv}
+    tables/<dataset>__pairwise.csv     all-pairs comparisons (with ``all_pairs``)
+    figures/<dataset>__<kind>__<metric>.{png,pdf}
+
+A pure function of the result files: nothing is trained or predicted, and figures and tables come from the
+same records through the same statistics.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from harness.comparisons import compare_all_pairs
+from harness.registry import METRICS
+from harness.robustness import FIXED_PATTERN
+from reports.load import Results
+from reports.persample import bootstrap_intervals, randomization_pvalues
+from reports.render import RENDERERS, to_markdown
+from reports.tables import StatsOptions, Table, build_table, describe
+from reports.views import (
+    View,
+    collapse_draws,
+    condition_view,
+    metric_view,
+    protocol_parts,
+    robustness_values,
+    short_curve,
+    summary_view,
+    with_reported,
+)
+
+DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
+    "regression": ("acc2_non0", "f1_non0", "acc7", "mae", "corr"),
+    "classification": ("wa", "ua", "f1_weighted"),
+}
+HEADLINE: dict[str, str] = {"regression": "acc2_non0", "classification": "ua"}
+FORMATS = tuple(RENDERERS)
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What to report. ``metrics`` empty = :data:`DEFAULT_METRICS` of each dataset's task; ``figures``:
+    for each dataset's first metric only (the headline), for every metric, or none."""
+
+    metrics: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ("md",)
+    stats: StatsOptions = field(default_factory=StatsOptions)
+    composite: bool = False
+    reported: bool = False
+    ci: Literal["t", "bootstrap"] = "t"
+    n_resamples: int = 1000
+    rng_seed: int = 0
+    all_pairs: bool = False
+    figures: Literal["first", "all", "none"] = "first"
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.formats) - set(FORMATS))
+        if unknown or not self.formats:
+            raise ValueError(f"unknown format(s) {unknown or self.formats}; valid: {', '.join(FORMATS)}")
+        if self.ci not in ("t", "bootstrap"):
+            raise ValueError(f"unknown interval {self.ci!r}; valid: t, bootstrap")
+        if self.all_pairs and self.stats.test == "randomization":
+            raise ValueError("--all-pairs tests over seeds: use it with --test ttest or wilcoxon")
+        if self.figures not in ("first", "all", "none"):
+            raise ValueError(f"unknown figures option {self.figures!r}; valid: first, all, none")
+        for metric in self.metrics:
+            METRICS.get(metric)  # unknown name: error with suggestions
+
+
+def metrics_by_dataset(results: Results, options: ReportOptions) -> dict[str, list[str]]:
+    """The metrics to report per dataset; ``ValueError`` if a requested metric is recorded nowhere."""
+    rec = results.records
+    recorded = {d: set(rec.loc[rec["dataset"] == d, "metric"]) for d in rec["dataset"].unique()}
+    out = {}
+    for dataset, have in recorded.items():
+        wanted = options.metrics or DEFAULT_METRICS.get(results.tasks.get(dataset, ""), tuple(sorted(have)))
+        out[dataset] = [m for m in wanted if m in have]
+    missing = [m for m in options.metrics if not any(m in have for have in recorded.values())]
+    if missing:
+        available = ", ".join(f"{d}: {', '.join(sorted(h))}" for d, h in recorded.items())
+        raise ValueError(f"no records for metric(s) {missing}; available: {available}")
+    return {d: ms for d, ms in out.items() if ms}
+
+
+def check_reference(results: Results, options: ReportOptions) -> None:
+    ref = options.stats.reference
+    methods = sorted(results.records["method"].unique())
+    if ref is not None and ref not in methods:
+        raise ValueError(f"reference method {ref!r} is not in the results; methods: {', '.join(methods)} "
+                         "(or --reference none for no significance marks)")
+
+
+def _slug(*parts: str) -> str:
+    return "__".join(re.sub(r"[^A-Za-z0-9_.+=-]", "_", p) for p in parts if p)
+
+
+def _summaries(rec: pd.DataFrame, dataset: str, metrics: list[str], reference: str | None,
+               notes: list[str]) -> tuple[pd.DataFrame, bool]:
+    """Robustness summaries of a dataset, and whether they cover the curves. A protocol whose curves the
+    summaries cannot use (e.g. two conditions at one severity) costs the summary table, not the report."""
+    try:
+        return robustness_values(rec, dataset, metrics, reference), True
+    except ValueError as exc:
+        notes.append(f"no robustness summary for {dataset}: {exc}")
+        return robustness_values(rec[rec["protocol"] == FIXED_PATTERN], dataset, metrics, None), False
+
+
+def _views(records: pd.DataFrame, dataset: str, metrics: list[str], options: ReportOptions,
+           notes: list[str]) -> list[tuple[str, View]]:
+    """(table key, view) for the overview, each protocol's plain conditions and each of its curves, the
+    pattern summary and each protocol's curve summary. ``records``: collapsed draws (views.collapse_draws)."""
+    rec = records[records["dataset"] == dataset]
+    protocols = sorted(rec["protocol"].unique(), key=lambda p: (p != FIXED_PATTERN, p))
+    groups = [metrics] if options.composite else [[m] for m in metrics]
+    ref = options.stats.reference
+    summaries, complete = _summaries(rec, dataset, metrics, ref, notes)
+    out: list[tuple[str, View]] = []
+    if ((rec["protocol"] == FIXED_PATTERN) & (rec["condition"] == "full")).any():
+        out.append((_slug(dataset, "overview"), metric_view(rec, dataset, metrics)))
+    for protocol in protocols:
+        for curve in protocol_parts(rec, protocol):
+            part = short_curve(protocol, curve) if curve else ""
+            for group in groups:
+                key = _slug(dataset, protocol, part, "composite" if len(group) > 1 else group[0])
+                out.append((key, condition_view(rec, dataset, protocol, group, summaries, curve=curve)))
+    curved = [p for p in protocols if rec.loc[rec["protocol"] == p, "curve"].notna().any()] if complete else []
+    for protocol in [None, *curved]:
+        for group in groups:
+            try:
+                view = summary_view(rec, dataset, group, ref, summaries, protocol=protocol)
+            except ValueError:  # nothing to summarise (e.g. no full condition recorded)
+                continue
+            out.append((_slug(dataset, "robustness", protocol or "", view.metrics[0] if len(group) == 1
+                              else "composite"), view))
+    return out
+
+
+def _reasons(results: Results) -> list[str]:
+    return list(dict.fromkeys(r for run in results.runs for r in run.reasons))
+
+
+def _persample(results: Results, view: View, options: ReportOptions,
+               rng: np.random.Generator) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Bootstrap intervals and randomization p-values for a condition table, when the options ask for them."""
+    if view.kind != "conditions":
+        return None, None
+    protocol = next(iter(view.condition_of.values()))[0]
+    conditions = [c for _, c in view.condition_of.values()]  # averaged draws have no predictions of their own
+    s = options.stats
+    intervals = bootstrap_intervals(results, view.dataset, protocol, view.metrics, rng=rng, conditions=conditions,
+                                    n_resamples=options.n_resamples, confidence=s.confidence) \
+        if options.ci == "bootstrap" else None
+    pvalues = randomization_pvalues(results, view.dataset, protocol, view.metrics, s.reference, rng=rng,
+                                    conditions=conditions, n_permutations=s.n_permutations) \
+        if s.test == "randomization" and s.reference in set(view.values["method"]) else None
+    return intervals, pvalues
+
+
+def build_tables(results: Results, options: ReportOptions) -> list[Table]:
+    """Every table of the report, numbers and captions included, in report order."""
+    check_reference(results, options)
+    rng = np.random.default_rng(options.rng_seed)
+    reasons = _reasons(results)
+    records = collapse_draws(results.records)
+    tables = []
+    for dataset, metrics in metrics_by_dataset(results, options).items():
+        notes: list[str] = []
+        for key, view in _views(records, dataset, metrics, options, notes):
+            reported: dict = {}
+            if options.reported and view.kind != "robustness":
+                view, reported = with_reported(view, sorted(view.values["method"].unique()))
+            intervals, pvalues = _persample(results, view, options, rng)
+            table = build_table(key, dataset, view.title, view.values, view.columns, options.stats,
+                                intervals=intervals, reported=reported, legend=view.legend, pvalues=pvalues)
+            table.caption = describe(table, options.stats, view.protocols, reasons)
+            if options.reported and not reported and view.kind == "metrics":
+                table.notes.append(f"no method card reports a value for dataset {dataset}")
+            tables.append(table)
+        if notes and tables:
+            tables[-1].notes.extend(notes)
+    return tables
+
+
+def headline_tables(results: Results, metric: str | None, options: ReportOptions) -> list[Table]:
+    """Per dataset, the fixed_pattern table of ``metric`` (default: the task's headline, ua for
+    classification, acc2_non0 for regression); datasets without that metric are skipped."""
+    check_reference(results, options)
+    tables = []
+    for dataset in results.records["dataset"].unique():
+        rec = results.records[results.records["dataset"] == dataset]
+        name = metric or HEADLINE.get(results.tasks.get(dataset, ""), "")
+        if name not in set(rec["metric"]) or not (rec["protocol"] == FIXED_PATTERN).any():
+            continue
+        view = condition_view(rec, dataset, FIXED_PATTERN, [name])
+        intervals, pvalues = _persample(results, view, options, np.random.default_rng(options.rng_seed))
+        table = build_table(_slug(dataset, FIXED_PATTERN, name), dataset, view.title, view.values, view.columns,
+                            options.stats, legend=view.legend, intervals=intervals, pvalues=pvalues)
+        table.caption = describe(table, options.stats, view.protocols, _reasons(results))
+        tables.append(table)
+    return tables
+
+
+def pairwise(results: Results, dataset: str, metrics: Sequence[str], options: ReportOptions) -> pd.DataFrame:
+    """All-pairs seed-level comparisons over every condition of every protocol of one dataset."""
+    rec = collapse_draws(results.records)
+    rec = rec[(rec["dataset"] == dataset) & rec["metric"].isin(list(metrics))]
+    higher = {m: METRICS.get(m).higher_is_better for m in metrics}
+    s = options.stats
+    return compare_all_pairs(rec, higher_is_better=higher, test=s.test, correction=s.correction, alpha=s.alpha)
+
+
+def _write_tables(tables: Sequence[Table], options: ReportOptions, out: Path) -> dict[str, list[Path]]:
+    files: dict[str, list[Path]] = {}
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    for table in tables:
+        for fmt in options.formats:
+            suffix, render = RENDERERS[fmt]
+            path = out / "tables" / f"{table.key}{suffix}"
+            path.write_text(render(table), encoding="utf-8")
+            files.setdefault(table.key, []).append(path)
+    return files
+
+
+def prepare_out(out: Path) -> None:
+    """Make ``out`` ready: create it, or clear the files of an earlier report there (so no stale table or
+    figure survives); a non-empty directory that holds no ``report.md`` is refused, never cleared."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / "report.md").is_file():
+            raise ValueError(f"{out} is not empty and holds no report.md; choose another --out")
+        for sub, suffixes in (("tables", (".md", ".tex", ".csv")), ("figures", (".png", ".pdf"))):
+            for path in (out / sub).glob("*"):
+                if path.is_file() and path.suffix in suffixes:
+                    path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def write_report(results: Results, options: ReportOptions, out: Path) -> tuple[list[Table], Path]:
+    """Write tables, figures and ``report.md`` under ``out``; return the tables and the index path."""
+    from reports.figures import make_figures  # late: matplotlib is only needed when writing
+    from reports.index import index_markdown
+
+    out = Path(out)
+    tables = build_tables(results, options)  # every error is raised before anything is written
+    prepare_out(out)
+    files = _write_tables(tables, options, out)
+    metrics = metrics_by_dataset(results, options)
+    drawn = {d: ms[:1] if options.figures == "first" else ms for d, ms in metrics.items()}
+    figures = make_figures(collapse_draws(results.records), drawn, out / "figures") \
+        if options.figures != "none" else []
+    pairs = {}
+    if options.all_pairs and results.records["method"].nunique() > 1:
+        for dataset, names in metrics.items():
+            frame = pairwise(results, dataset, names, options)
+            path = out / "tables" / f"{_slug(dataset, 'pairwise')}.csv"
+            frame.to_csv(path, index=False)
+            pairs[dataset] = (frame, path)
+    index = out / "report.md"
+    index.write_text(index_markdown(results, options, tables, files, figures, pairs, out), encoding="utf-8")
+    return tables, index
+
+
+def markdown_tables(tables: Sequence[Table]) -> str:
+    """All tables as Markdown, one after another (what ``mibench report`` prints)."""
+    return "\n\n".join(to_markdown(t) for t in tables)

@@ -1,0 +1,116 @@
+"""``mibench data info/convert`` and ``mibench run`` on real-layout files (tiny, built here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fake_releases import SIZES, dialogue, dump, mmsa, mult
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.store import RunStore
+
+cli = CliRunner()
+PATTERNS = {"full", "text+audio", "text+vision", "audio+vision", "text", "audio", "vision"}
+LAYOUTS = {"mmsa": ("mosi", mmsa), "mmsa-aligned": ("mosi", lambda: mmsa(aligned=True)), "mult": ("mosi", mult),
+           "mult-iemocap": ("iemocap", lambda: mult(emotions=True)), "dialogue": ("iemocap", dialogue)}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_run_trains_and_evaluates_on_every_layout(tmp_path: Path, layout: str) -> None:
+    name, build = LAYOUTS[layout]
+    path = dump(build()[0], tmp_path / "features.pkl")
+    out = tmp_path / "run"
+    extra = ["--pool", "--standardize"] if layout == "mmsa" else []
+    res = cli.invoke(app, ["run", "--datasets", f"{name}={path}", "--methods", "vanilla_fusion", "--seeds", "1",
+                           "--set", "epochs=1", "--device", "cpu", "--protocols", "fixed_pattern", "--out", str(out),
+                           *extra])
+    assert res.exit_code == 0, res.output
+    store = RunStore.read(out)
+    records = store.records()
+    assert set(records.protocol) == {"fixed_pattern"} and set(records.dataset) == {name}
+    assert set(records.condition) == PATTERNS
+    assert records.groupby("condition").metric.nunique().min() >= 4
+    meta = store.meta["datasets"][name]
+    prov = meta["provenance"]
+    assert prov["file"] == str(path.resolve()) and set(records.n) == {meta["sizes"]["test"]}
+    # the planted -inf/NaN values (mult-iemocap's sit in rows the 4-class view drops)
+    assert prov["nonfinite_replaced"]["total"] == {"mmsa": 6, "mmsa-aligned": 6, "mult": 3}.get(layout, 0)
+    if extra:
+        assert store.meta["config"]["pool"] and store.meta["config"]["standardize"]
+        assert meta["spec"]["seq_lens"] == [1, 1, 1] and prov["preprocessing"]["standardize"]["audio"]["features"] == 5
+    else:
+        assert prov["preprocessing"] == {"pool": False, "standardize": False}
+
+def test_bad_file_stops_the_run_before_training(tmp_path: Path) -> None:
+    obj, _ = mmsa()
+    obj["test"]["regression_labels"][0] = 4.0
+    path = dump(obj, tmp_path / "bad.pkl")
+    res = cli.invoke(app, ["run", "--datasets", f"mosi={path}", "--methods", "vanilla_fusion", "--seeds", "1",
+                           "--device", "cpu", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "error:" in res.output and "test/regression_labels: labels out of range" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "run").exists()
+
+
+def test_run_rejects_an_unknown_label_view(tmp_path: Path) -> None:
+    res = cli.invoke(app, ["run", "--datasets", "iemocap", "--iemocap-classes", "7", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "iemocap_classes must be one of" in res.output
+
+
+def test_info_sentiment(tmp_path: Path) -> None:
+    obj, truth = mmsa()
+    path = dump(obj, tmp_path / "unaligned_50.pkl")
+    res = cli.invoke(app, ["data", "info", f"mosi={path}"])
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert "format: mmsa" in out and "task: regression" in out
+    assert f"NaN/inf values replaced with 0.0: {truth['nonfinite']}" in out and "-inf 1" in out
+    assert "exact zeros" in out and "non-zero padded steps zeroed" in out
+    res = cli.invoke(app, ["data", "info", f"mosi={path}", "--json"])
+    summary = json.loads(res.output)
+    assert {s: v["n"] for s, v in summary["splits"].items()} == SIZES
+    assert summary["splits"]["train"]["modalities"]["audio"]["dim"] == 5
+    assert summary["splits"]["train"]["modalities"]["audio"]["steps"] == 10
+    zeros = float((truth["labels"]["train"] == 0).mean())
+    assert zeros >= 2 / 12 and summary["splits"]["train"]["labels"]["zero_share"] == pytest.approx(zeros)
+
+
+def test_info_iemocap_class_counts(tmp_path: Path) -> None:
+    path = dump(dialogue()[0], tmp_path / "IEMOCAP_features.pkl")
+    res = cli.invoke(app, ["data", "info", f"iemocap={path}", "--iemocap-classes", "6"])
+    assert res.exit_code == 0, res.output
+    assert "format: iemocap-dialogue" in res.output and "frustrated:" in res.output and "valid_dialogues" in res.output
+
+
+def test_info_refuses_an_unsafe_pickle(tmp_path: Path) -> None:
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, ("import os",))
+
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"train": Evil()}))
+    res = cli.invoke(app, ["data", "info", f"mosi={path}"])
+    assert res.exit_code == 2 and "refused to unpickle" in res.output and "builtins.exec" in res.output
+
+
+def test_convert_then_info_and_run_on_the_npz(tmp_path: Path) -> None:
+    src = dump(mult()[0], tmp_path / "mosi_data.pkl")
+    dst = tmp_path / "mosi.npz"
+    res = cli.invoke(app, ["data", "convert", str(src), str(dst)])
+    assert res.exit_code == 2 and "say which dataset it is: --dataset mosi or mosei" in res.output
+    res = cli.invoke(app, ["data", "convert", f"mosi={src}", str(dst)])
+    assert res.exit_code == 0, res.output
+    assert "Wrote" in res.output and "train 12, valid 6, test 8" in res.output
+    res = cli.invoke(app, ["data", "convert", f"mosi={src}", str(dst)])
+    assert res.exit_code == 2 and "exists; pass --force" in res.output
+    res = cli.invoke(app, ["data", "convert", f"mosi={src}", str(tmp_path / "x.pkl")])
+    assert res.exit_code == 2 and "must end in .npz" in res.output
+    res = cli.invoke(app, ["data", "info", "mosi", "--data-dir", str(tmp_path)])  # mosi.npz is found first
+    assert res.exit_code == 0 and "format: mibench-npz" in res.output, res.output
+    iemo = dump(dialogue()[0], tmp_path / "IEMOCAP_features_raw.pkl")
+    res = cli.invoke(app, ["data", "convert", str(iemo), str(tmp_path / "iemocap.npz"), "--iemocap-classes", "6"])
+    assert res.exit_code == 0 and "iemocap (iemocap-dialogue layout)" in res.output, res.output

@@ -1,0 +1,272 @@
+"""The table model and renderers on hand-made numbers: best/second on both metric directions and on ties,
+significance marks against scipy and a hand Holm, n < 2, captions, Markdown alignment, LaTeX structure,
+paper columns and the merging rules of reports.load."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from reports.figures import make_figures
+from reports.load import load_results
+from reports.render import latex_escape, to_csv, to_latex, to_markdown
+from reports.report import ReportOptions, build_tables
+from reports.tables import Column, Slot, StatsOptions, best_second, build_table, describe
+from reports.views import condition_view, metric_view, with_reported
+
+ACC = Slot("full", "acc2_non0", True, 100.0, "{:.1f}")
+MAE = Slot("full", "mae", False, 1.0, "{:.3f}")
+
+
+@pytest.mark.parametrize(("means", "slot", "expected"), [
+    ({"a": 0.80, "b": 0.70, "c": 0.60}, ACC, {"a": 1, "b": 2, "c": 0}),  # higher is better
+    ({"a": 0.80, "b": 0.70, "c": 0.60}, MAE, {"a": 0, "b": 2, "c": 1}),  # lower is better
+    ({"a": 0.767, "b": 0.7689, "c": 0.50}, ACC, {"a": 2, "b": 1, "c": 0}),  # 76.9 beats 76.7
+    ({"a": 0.80, "b": 0.80, "c": 0.70, "d": 0.60}, ACC, {"a": 1, "b": 1, "c": 2, "d": 0}),  # exact tie shares bold
+    ({"a": 0.76844, "b": 0.76839, "c": 0.70}, ACC, {"a": 1, "b": 1, "c": 0}),  # both show 76.8: tie
+    ({"a": 1.2004, "b": 1.2001, "c": 1.3, "d": 1.4}, MAE, {"a": 1, "b": 1, "c": 2, "d": 0}),  # both 1.200
+    ({"a": 0.80, "b": 0.70}, ACC, {"a": 1, "b": 0}),  # the second of two is the worst: no underline
+    ({"a": 0.80, "b": float("nan"), "c": 0.7, "d": 0.6}, ACC, {"a": 1, "b": 0, "c": 2, "d": 0}),
+    ({"a": 0.80, "b": 0.80}, ACC, {"a": 0, "b": 0}),  # nothing stands out
+    ({"a": 0.80}, ACC, {"a": 0}),
+])
+def test_best_and_second(means: dict, slot: Slot, expected: dict) -> None:
+    assert best_second(means, slot) == expected
+
+
+def test_display_scales_and_never_shows_minus_zero() -> None:
+    assert ACC.display(0.7689) == "76.9" and MAE.display(1.23456) == "1.235" and ACC.display(float("nan")) == "–"
+    assert ACC.display(-1e-17) == "0.0" and ACC.display(-0.004) == "-0.4"
+
+
+def values(rows: dict[str, dict[str, list[float]]], metric: str = "acc2_non0") -> pd.DataFrame:
+    """{method: {column: [value per seed]}} -> per-seed rows."""
+    out = [(m, s, c, metric, v) for m, cols in rows.items() for c, vs in cols.items() for s, v in enumerate(vs)]
+    return pd.DataFrame(out, columns=["method", "seed", "column", "metric", "value"])
+
+
+def columns(names: list[str], metric: str = "acc2_non0", higher: bool = True, scale: float = 100.0,
+            fmt: str = "{:.1f}") -> list[Column]:
+    return [Column(c, (Slot(c, metric, higher, scale, fmt),)) for c in names]
+
+
+REF = [0.70, 0.72, 0.71, 0.69, 0.73]
+BETTER = [0.80, 0.83, 0.81, 0.80, 0.82]
+NOISY = [0.72, 0.69, 0.74, 0.68, 0.73]
+
+
+def test_marks_follow_scipy_and_holm_by_hand() -> None:
+    vals = values({"ref": {"x": REF, "y": REF}, "good": {"x": BETTER, "y": NOISY}})
+    opts = StatsOptions(reference="ref")
+    table = build_table("t", "d", "title", vals, columns(["x", "y"]), opts)
+    p_x = sps.ttest_rel(BETTER, REF).pvalue
+    p_y = sps.ttest_rel(NOISY, REF).pvalue
+    lo, hi = sorted([p_x, p_y])
+    holm = {lo: 2 * lo, hi: max(2 * lo, hi)}  # m = 2 comparisons share the metric
+    x, y = table.cells.loc[("good", "x", "acc2_non0")], table.cells.loc[("good", "y", "acc2_non0")]
+    assert x["p_value"] == pytest.approx(p_x) and y["p_value"] == pytest.approx(p_y)
+    assert x["p_adjusted"] == pytest.approx(holm[p_x]) and y["p_adjusted"] == pytest.approx(min(1.0, holm[p_y]))
+    assert x["mark"] == ("‡" if holm[p_x] < 0.01 else "†") and y["mark"] == ""
+    assert x["mean"] == pytest.approx(np.mean(BETTER)) and x["std"] == pytest.approx(np.std(BETTER, ddof=1))
+    assert x["n"] == 5 and table.cells.loc[("ref", "x", "acc2_non0")]["mark"] == ""
+    assert table.methods == ["ref", "good"]
+
+
+def test_caption_groups_metrics_by_unit_and_direction() -> None:
+    cols = [Column(m, (Slot(m, m, h, sc),)) for m, h, sc in
+            (("acc2_non0", True, 100.0), ("acc7", True, 100.0), ("mae", False, 1.0), ("corr", True, 1.0))]
+    vals = pd.concat([values({"a": {c.label: REF}}, metric=c.label) for c in cols])
+    table = build_table("t", "d", "all metrics", vals, cols, StatsOptions(reference=None))
+    text = describe(table, StatsOptions(reference=None), [("fixed_pattern", 1, "h")])
+    assert text.startswith("acc2_non0, acc7 (%, higher is better); mae (lower is better); corr (higher is better); "
+                           "all metrics; protocol fixed_pattern v1 (hash h).")
+
+
+def test_one_seed_renders_with_not_computable_marks() -> None:
+    vals = values({"ref": {"x": [0.7]}, "other": {"x": [0.8]}})
+    opts = StatsOptions(reference="ref")
+    table = build_table("t", "d", "patterns", vals, columns(["x"]), opts)
+    table.caption = describe(table, opts, [("fixed_pattern", 1, "abc")])
+    md = to_markdown(table)
+    assert "**80.0** (n/c)" in md and "| ref " in md and "70.0" in md
+    assert "n/c: significance not computable" in md and "n = 1 seed;" in md
+    assert r"\textsuperscript{n/c}" in to_latex(table)
+
+
+def test_caption_states_n_test_correction_reference_protocol_and_power() -> None:
+    vals = values({"ref": {"x": REF[:3]}, "other": {"x": BETTER[:3]}}, metric="mae")
+    opts = StatsOptions(reference="ref", test="wilcoxon", correction="bh")
+    table = build_table("t", "d", "patterns", vals, columns(["x"], "mae", False, 1.0, "{:.3f}"), opts)
+    text = describe(table, opts, [("fixed_pattern", 1, "a506328e0b47")], ["dataset d uses the smoke-test preset"])
+    for needed in ["mae, lower is better", "n = 3 seeds", "Wilcoxon signed-rank test", "Benjamini-Hochberg",
+                   "against ref", "fixed_pattern v1 (hash a506328e0b47)", "selected on the validation split",
+                   "Wilcoxon signed-rank with n=3 cannot reach p<0.05", "use at least 6 seeds",
+                   "(m = 1)", "PARTIAL RUN, not reportable: dataset d uses the smoke-test preset"]:
+        assert needed in text, needed
+    assert table.cells.loc[("ref", "x", "mae")]["rank"] == 1  # lower MAE wins
+
+
+def test_varying_seed_counts_and_holm_floor_are_stated() -> None:
+    vals = values({"ref": {c: REF[:4] for c in "abcdefgh"}, "m": {c: BETTER[:4] for c in "abcdefgh"}})
+    vals = vals[~((vals.method == "m") & (vals.column == "a") & (vals.seed == 3))]
+    opts = StatsOptions(reference="ref", test="wilcoxon")
+    table = build_table("t", "d", "patterns", vals, columns(list("abcdefgh")), opts)
+    text = describe(table, opts, [("p", 1, "h")])
+    assert "n = 3–4 seeds (varies by cell)" in text and "cannot reach p<0.05" in text
+    six = {"ref": {c: [*REF, 0.7] for c in "abcdefgh"}, "m": {c: [*BETTER, 0.8] for c in "abcdefgh"}}
+    table = build_table("t", "d", "patterns", values(six), columns(list("abcdefgh")), opts)
+    text = describe(table, opts, [("p", 1, "h")])  # 2 / 2^6 < 0.05, but not after Holm over 8
+    assert "after Holm over 8 comparisons the smallest attainable adjusted p with n=6 is 0.25" in text
+
+
+def check_latex_structure(tex: str) -> None:
+    """What must hold for the fragment to compile: balanced braces, booktabs rules in order, one row per
+    line with as many & as the column spec has columns, no raw underscores or non-ASCII characters."""
+    body = re.sub(r"\\[{}&%$#_]", "", tex)
+    depth = 0
+    for ch in body:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0, "a } closes nothing"
+    assert depth == 0, "unbalanced braces"
+    lines = tex.splitlines()
+    spec = re.search(r"\\begin\{tabular\}\{(l[rlc]*)\}", tex)
+    assert spec, "no tabular"
+    rules = [i for i, ln in enumerate(lines) if ln in (r"\toprule", r"\midrule", r"\bottomrule")]
+    assert [lines[i] for i in rules] == [r"\toprule", r"\midrule", r"\bottomrule"]
+    rows = lines[rules[0] + 1:rules[2]]
+    rows = [r for r in rows if r != r"\midrule"]
+    assert rows and all(r.endswith(r"\\") for r in rows)
+    assert {len(re.findall(r"(?<!\\)&", r)) for r in rows} == {len(spec.group(1)) - 1}
+    assert not re.search(r"(?<!\\)_", re.sub(r"\\label\{[^}]*\}", "", tex)), "unescaped underscore"
+    assert all(ord(ch) < 128 for ch in tex), "non-ASCII character in LaTeX output"
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1
+
+
+def test_renderers_on_a_composite_table() -> None:
+    vals = pd.concat([values({"vanilla_fusion": {"full": REF}, "my_method": {"full": BETTER}}),
+                      values({"vanilla_fusion": {"full": [1.1, 1.2, 1.0, 1.1, 1.2]},
+                              "my_method": {"full": [0.9, 0.95, 0.92, 0.9, 0.91]}}, metric="mae")])
+    col = [Column("full", (Slot("full", "acc2_non0", True), Slot("full", "mae", False, 1.0, "{:.3f}")))]
+    opts = StatsOptions()
+    table = build_table("d__composite", "d", "patterns", vals, col, opts)
+    table.caption = describe(table, opts, [("fixed_pattern", 1, "h")])
+    md = to_markdown(table)
+    lines = [ln for ln in md.splitlines() if ln.startswith("|")]
+    assert len({len(ln) for ln in lines}) == 1, "Markdown columns must be aligned"
+    assert "**81.2**±0.0" not in md and "**81.2**±" in md and "**0.916**±" in md and " / " in md
+    assert "each cell acc2_non0 (%, higher is better) / mae (lower is better)" in md
+    tex = to_latex(table)
+    check_latex_structure(tex)
+    assert r"\textbf{81.2}" in tex and r"my\_method" in tex and r"$^{\ddagger}$" in tex
+    csv = pd.read_csv(__import__("io").StringIO(to_csv(table)))
+    assert len(csv) == 4 and set(csv.metric) == {"acc2_non0", "mae"}
+    row = csv[(csv.method == "my_method") & (csv.metric == "acc2_non0")].iloc[0]
+    assert row["mean"] == pytest.approx(np.mean(BETTER)) and row["rank"] == 1 and row["mark"] == "‡"
+
+
+def test_latex_escape() -> None:
+    assert latex_escape("a_b & 50% #1 {x} ~ ^ \\ ±†‡–≥<") == (
+        r"a\_b \& 50\% \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{} "
+        r"$\pm$$^{\dagger}$$^{\ddagger}$--$\geq$$<$")
+    with pytest.raises(ValueError, match="no LaTeX form"):
+        latex_escape("é")
+
+
+def record(method: str, seed: int, condition: str, value: float, dataset: str = "mosi",
+           metric: str = "acc2_non0", digest: str = "h1") -> dict:
+    return {"dataset": dataset, "method": method, "seed": seed, "protocol": "fixed_pattern", "protocol_version": 1,
+            "protocol_hash": digest, "condition": condition, "severity": None, "curve": None, "metric": metric,
+            "value": value, "n": 10, "cell": f"{dataset}__{method}__seed{seed}"}
+
+
+def test_paper_column_from_the_method_card() -> None:
+    rec = pd.DataFrame([record(m, s, c, v + 0.01 * s * (m == "other")) for m, v in (("vanilla_fusion", 0.7),
+                        ("other", 0.8)) for s in (0, 1) for c in ("full", "text")])
+    view, reported = with_reported(metric_view(rec, "mosi", ["acc2_non0"]), ["vanilla_fusion", "other"])
+    assert [c.label for c in view.columns] == ["acc2_non0", "acc2_non0 (paper)"]
+    assert reported == {("vanilla_fusion", "acc2_non0", "acc2_non0"): 0.7863}
+    table = build_table("t", "mosi", view.title, view.values, view.columns, StatsOptions(), reported=reported)
+    md = to_markdown(table, caption=False)
+    assert "78.6" in md and md.splitlines()[3].rstrip().endswith("– |")  # 'other' has no card value
+    view, reported = with_reported(condition_view(rec, "mosi", "fixed_pattern", ["acc2_non0"]), ["other"])
+    assert not reported and not any(c.reported for c in view.columns)
+
+
+def write_run(root: Path, rows: list[dict], reasons: list[str] | None = None, preset: str = "small") -> Path:
+    root.mkdir(parents=True)
+    meta = {"cells": {r["cell"]: {"status": "done"} for r in rows},
+            "datasets": {"mosi": {"spec": {"task": "regression"}, "provenance": {"preset": preset}, "sizes": {}}},
+            "reportable": {"ok": not reasons, "reasons": reasons or []}}
+    (root / "run.json").write_text(json.dumps(meta))
+    (root / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def test_merging_rules(tmp_path: Path) -> None:
+    a = write_run(tmp_path / "a", [record("m1", 0, "full", 0.7), record("m1", 1, "full", 0.72)])
+    b = write_run(tmp_path / "b", [record("m1", 1, "full", 0.75), record("m2", 0, "full", 0.8)])
+    merged = load_results([a, b])
+    assert len(merged.records) == 3 and not merged.partial
+    assert merged.records.set_index(["method", "seed"]).loc[("m1", 1), "value"] == 0.72  # first run wins
+    assert "1 record(s) of" in merged.notes[0] and "the run given first wins" in merged.notes[0]
+    c = write_run(tmp_path / "c", [record("m1", 1, "full", 0.75, digest="h2")])
+    with pytest.raises(ValueError, match="different protocol definitions in .*a \\(h1\\), .*c \\(h2\\)"):
+        load_results([a, c])
+    d = write_run(tmp_path / "d", [record("m3", 0, "full", 0.75, digest="h2")])
+    with pytest.raises(ValueError, match="protocol 'fixed_pattern' on 'mosi' has several definitions"):
+        load_results([a, d])
+    e = write_run(tmp_path / "e", [record("m3", 0, "full", 0.75)], preset="tiny")
+    with pytest.raises(ValueError, match="dataset 'mosi' differs between .*provenance differ"):
+        load_results([a, e])
+    with pytest.raises(ValueError, match="given twice"):
+        load_results([a, a])
+
+
+def test_partial_and_empty_runs(tmp_path: Path) -> None:
+    p = write_run(tmp_path / "p", [record("m1", 0, "full", 0.7)], reasons=["dataset mosi uses the preset 'tiny'"])
+    with pytest.raises(ValueError, match="not reportable: dataset mosi uses the preset 'tiny'. Pass --allow-partial"):
+        load_results([p])
+    assert load_results([p], allow_partial=True).partial
+    empty = write_run(tmp_path / "empty", [])
+    with pytest.raises(ValueError, match="holds no records yet \\(no cells\\)"):
+        load_results([empty])
+
+
+def curve_rows(protocol: str, names: list[str], severity: float | None, value: float) -> list[dict]:
+    return [{**record(m, s, name, value + 0.01 * s + 0.02 * i), "protocol": protocol, "severity": severity,
+             "curve": protocol} for m in ("vanilla_fusion", "other") for s in (0, 1) for i, name in enumerate(names)]
+
+
+PATTERNS = [record(m, s, c, 0.7 + 0.01 * s + (0.05 + 0.01 * s) * (m == "other")) for m in ("vanilla_fusion", "other")
+            for s in (0, 1) for c in ("full", "text")]
+
+
+def test_mask_draws_are_averaged_per_training_seed(tmp_path: Path) -> None:
+    rows = PATTERNS + curve_rows("rate", ["r=0.5/mask=0", "r=0.5/mask=1"], 0.5, 0.6)
+    results = load_results([write_run(tmp_path / "r", rows)])
+    tables = build_tables(results, ReportOptions(metrics=("acc2_non0",)))
+    assert [t.key for t in tables] == ["mosi__overview", "mosi__fixed_pattern__acc2_non0", "mosi__rate__acc2_non0",
+                                       "mosi__robustness__acc2_non0", "mosi__robustness__rate__acc2_non0"]
+    cell = tables[2].cells.loc[("other", "r=0.5", "acc2_non0")]
+    assert cell["mean"] == pytest.approx(np.mean([0.61, 0.62])) and cell["n"] == 2  # draws 0.60/0.62, 0.61/0.63
+    assert "mean over its 2 draws" in describe(tables[2], StatsOptions(), [("rate", 1, "h")], [])
+    auc = tables[4].cells.loc[("other", "auc:rate", "acc2_non0")]["mean"]
+    assert auc == pytest.approx(np.mean([(0.75 + 0.61) / 2, (0.77 + 0.62) / 2]))  # clean at 0, the mean at 0.5
+
+
+def test_a_curve_the_summaries_cannot_use_costs_only_the_summary(tmp_path: Path) -> None:
+    rows = PATTERNS + curve_rows("rate", ["r=?"], None, 0.6)  # a curve point without a severity
+    results = load_results([write_run(tmp_path / "r", rows)])
+    tables = build_tables(results, ReportOptions(metrics=("acc2_non0",)))
+    assert [t.key for t in tables] == ["mosi__overview", "mosi__fixed_pattern__acc2_non0", "mosi__rate__acc2_non0",
+                                       "mosi__robustness__acc2_non0"]
+    assert "no robustness summary for mosi: curve 'rate' needs one finite severity" in tables[-1].notes[0]
+    assert "mean (incomplete)" in [c.label for c in tables[1].columns]
+    figures = make_figures(results.records, {"mosi": ["acc2_non0"]}, tmp_path / "figures")
+    assert [f.kind for f in figures] == ["heatmap", "drop"]  # the broken curve is not drawn
