@@ -11,7 +11,7 @@ cell's generator (inverse CDF of one uniform per row). The resulting marginal dr
 At evaluation nothing is dropped; the model sees whatever ``present`` the protocol gives.
 
 A dropped modality is represented as in vanilla fusion (``fill='zeros'``: its raw input is zeroed before its
-encoder, as in ModDrop and MMIN's augmentation baseline) or by a learned per-modality embedding that replaces the
+encoder, as in MMIN's augmentation baseline) or by a learned per-modality embedding that replaces the
 encoder output (``fill='token'``); the token is then also used for modalities missing at test time, so training
 and evaluation represent absence the same way.
 """
@@ -61,13 +61,14 @@ class ModalityDropout(VanillaFusion):
         paper="Neverova, Wolf, Taylor, Nebout: ModDrop: adaptive multi-modal gesture recognition, TPAMI 2016; "
               "as the 'missing-data augmentation' baseline of Zhao et al., ACL 2021 (MMIN)",
         url="https://arxiv.org/abs/1501.00102",
-        code="AIM3-RUC/MMIN (models/utt_dataaug_model.py) for the augmentation baseline; ModDrop has no public code",
+        code="AIM3-RUC/MMIN (models/utt_dataaug_model.py) for the augmentation baseline; no ModDrop code was read",
         reported=(),
         notes="No number is carried: ModDrop reports gesture-recognition results (ChaLearn 2014), not on any "
               "dataset mibench has, and MMIN's Table 3 row for its augmentation baseline was not transcribed "
-              "into shared/reference/anchors.md. Deviations: no modality-wise pretraining of the paths (ModDrop "
-              "trains each path alone first); dropping happens at the raw input (or the embedding for "
-              "fill='token'), per sample, with at least one modality kept; no rescaling.",
+              "into shared/reference/anchors.md. Deviations: no modality-wise pretraining of the paths (as we "
+              "read ModDrop, it pretrains each path alone first; not checked against its text here); dropping "
+              "happens at the raw input (or the embedding for fill='token'), per sample, with at least one "
+              "modality kept; no rescaling.",
     )
 
     def __init__(self, spec: DatasetSpec, config: ModalityDropoutConfig) -> None:
