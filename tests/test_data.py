@@ -58,12 +58,15 @@ def test_synth_iemocap_is_imbalanced_four_class() -> None:
     assert data.spec.seq_lens == (1, 1, 1)
 
 
-@pytest.mark.parametrize(("preset", "sizes"), [("tiny", (96, 48, 64)), ("full", (1284, 229, 686))])
-def test_presets_sizes(preset: str, sizes: tuple[int, int, int]) -> None:
-    data = DATASETS.get("synth-mosi")(DataOptions(preset=preset))
-    assert (len(data.train), len(data.valid), len(data.test)) == sizes
-    if preset == "full":
-        assert data.spec.dims == (768, 5, 20)
+def test_presets_match_the_real_corpora_sizes() -> None:
+    from harness.datasets.synthetic import IEMOCAP_PRESETS, MOSI_PRESETS
+
+    assert MOSI_PRESETS["full"].sizes == (1284, 229, 686) and MOSI_PRESETS["full"].dims == (768, 5, 20)
+    assert sum(IEMOCAP_PRESETS["full"].sizes[:2]) == 4290 and IEMOCAP_PRESETS["full"].sizes[2] == 1241
+    data = DATASETS.get("synth-iemocap")(DataOptions(preset="full"))  # cheap (T = 1); built, not just declared
+    assert (len(data.train), len(data.valid), len(data.test)) == IEMOCAP_PRESETS["full"].sizes
+    tiny = DATASETS.get("synth-mosi")(DataOptions(preset="tiny"))
+    assert (len(tiny.train), len(tiny.valid), len(tiny.test)) == MOSI_PRESETS["tiny"].sizes
 
 
 def test_validate_reports_the_offending_key() -> None:
