@@ -54,6 +54,57 @@ class MLPEncoder(nn.Module):
         return self.net((x * valid).sum(1) / valid.sum(1).clamp_min(1))
 
 
+def valid_steps(lengths: Tensor, steps: int) -> Tensor:
+    """Bool ``[N, steps]``: True where a step is inside each sample's valid length."""
+    return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class LSTMMaxPoolEncoder(nn.Module):
+    """MMIN's acoustic/visual encoder: a unidirectional LSTM whose hidden size is the embedding size, max-pooled
+    over time (Zhao et al., ACL 2021, Sec. 3.1; ``LSTMEncoder(embd_method='maxpool')`` in their code).
+
+    ``x [N, T, D]`` -> ``[N, out]``. The max runs over each sample's valid steps only (the reference pools over
+    the padded tensor, so its embedding can depend on how much padding a batch has).
+    """
+
+    def __init__(self, d_in: int, out: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(d_in, out, batch_first=True)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        h, _ = self.lstm(x)  # [N, T, out]
+        h = h.masked_fill(~valid_steps(lengths, h.shape[1]).unsqueeze(-1), float("-inf"))
+        return h.amax(dim=1)
+
+
+class TextCNNEncoder(nn.Module):
+    """MMIN's lexical encoder (Kim-style TextCNN, Sec. 3.1): one 1-D convolution per kernel height (3/4/5) over
+    the token sequence, ReLU, max over positions, concatenation, dropout, ``Linear + ReLU`` to ``out``.
+
+    ``x [N, T, D]`` -> ``[N, out]``. Only windows that lie inside a sample's valid length are pooled (a sample
+    shorter than a kernel uses its first window, zero
+    beyond its length); sequences shorter than the largest kernel are zero-padded.
+    """
+
+    def __init__(self, d_in: int, out: int, kernels: tuple[int, ...] = (3, 4, 5), channels: int = 128,
+                 dropout: float = 0.5) -> None:
+        super().__init__()
+        self.kernels = kernels
+        self.convs = nn.ModuleList(nn.Conv1d(d_in, channels, k) for k in kernels)
+        self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels * len(kernels), out), nn.ReLU())
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        x = x * valid_steps(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)  # a short sample's window sees zeros
+        pad = max(self.kernels) - x.shape[1]
+        xt = nn.functional.pad(x, (0, 0, 0, max(pad, 0))).transpose(1, 2)  # [N, D, T']
+        pooled = []
+        for k, conv in zip(self.kernels, self.convs, strict=True):
+            act = torch.relu(conv(xt))  # [N, C, T' - k + 1], all >= 0, so zeroing invalid windows keeps the max
+            last_start = (lengths - k).clamp_min(0) + 1
+            pooled.append((act * valid_steps(last_start, act.shape[-1]).unsqueeze(1)).amax(dim=-1))
+        return self.proj(torch.cat(pooled, dim=-1))
+
+
 def make_encoder(d_in: int, seq_len: int, hidden: int, out: int, dropout: float = 0.0, **kw: bool) -> nn.Module:
     """An LSTM for sequences (T > 1), an MLP for utterance-level features (T = 1)."""
     if seq_len > 1:

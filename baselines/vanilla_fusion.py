@@ -3,30 +3,43 @@
 The no-robustness reference every other method is compared with. A missing modality's raw input is
 zero-filled before its encoder (MMIN's ``utt_fusion`` and MMSA's late-fusion DNN do the same), so the model
 sees at test time an input distribution it never saw in training: exactly the gap robust methods close.
+
+``fusion`` selects where the modalities meet:
+
+- ``late`` (default; MultiBench ``Concat``, MMSA LF-DNN): one encoder per modality, embeddings concatenated.
+- ``early`` (MultiBench ``ConcatEarly``, MMSA EF-LSTM): features concatenated per time step, one shared
+  encoder. Sequences are zero-padded to the longest ``T_m`` and step ``t`` of every modality is joined, which is
+  early fusion proper only for word-aligned data; on unaligned data it is a positional join. The fused length
+  is the longest valid length among the *available* modalities, so an absent modality's length is never read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from baselines.base import Method, MethodCard, MethodConfig, Reported
-from baselines.encoders import mlp_head, modality_encoders
+from baselines.encoders import make_encoder, mlp_head, modality_encoders
 from harness.data import Batch, DatasetSpec
 from harness.registry import METHODS
 
 
 @dataclass(frozen=True)
 class VanillaFusionConfig(MethodConfig):
-    """``embed``: per-modality embedding size; ``hidden``: LSTM and head width."""
+    """``embed``: per-modality embedding size (the fused vector is ``M * embed`` either way); ``hidden``: LSTM
+    and head width; ``fusion``: ``late`` (per-modality encoders) or ``early`` (one encoder over the per-step
+    concatenation)."""
 
     embed: int = 64
+    fusion: Literal["late", "early"] = "late"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check("embed", self.embed >= 1, ">= 1")
+        self.check("fusion", self.fusion in ("late", "early"), "'late' or 'early'")
 
 
 @METHODS.register("vanilla_fusion")
@@ -49,17 +62,34 @@ class VanillaFusion(Method):
 
     def __init__(self, spec: DatasetSpec, config: VanillaFusionConfig) -> None:
         super().__init__(spec, config)
-        c = config
-        self.encoders = modality_encoders(spec, c.hidden, c.embed, c.dropout)
-        self.head = mlp_head(c.embed * len(spec.modalities), c.hidden, spec.num_outputs, c.dropout)
+        c, n_mod = config, len(spec.modalities)
+        if c.fusion == "late":
+            self.encoders = modality_encoders(spec, c.hidden, c.embed, c.dropout)
+        else:
+            self.early = make_encoder(sum(spec.dims), max(spec.seq_lens), c.hidden, c.embed * n_mod, c.dropout)
+        self.head = mlp_head(c.embed * n_mod, c.hidden, spec.num_outputs, c.dropout)
 
     def embed(self, batch: Batch) -> Tensor:
-        """Concatenated embeddings ``[N, M * embed]``; missing modalities' inputs are zero-filled first."""
+        """Fused representation ``[N, M * embed]``; missing modalities' inputs are zero-filled first."""
+        if self.config.fusion == "early":
+            return self.embed_early(batch)
         parts = []
         for j, m in enumerate(self.spec.modalities):
             keep = batch.present[:, j].view(-1, 1, 1).to(batch.x[m].dtype)
             parts.append(self.encoders[m](batch.x[m] * keep, batch.lengths[m]))
         return torch.cat(parts, dim=-1)
+
+    def embed_early(self, batch: Batch) -> Tensor:
+        """Per-step concatenation ``[N, T_max, sum D_m]`` through one encoder -> ``[N, M * embed]``."""
+        t_max = max(self.spec.seq_lens)
+        steps, lengths = [], []
+        for j, m in enumerate(self.spec.modalities):
+            keep = batch.present[:, j]
+            x = batch.x[m] * keep.view(-1, 1, 1).to(batch.x[m].dtype)
+            steps.append(torch.nn.functional.pad(x, (0, 0, 0, t_max - x.shape[1])))
+            lengths.append(batch.lengths[m] * keep)  # an absent modality contributes length 0
+        length = torch.stack(lengths, dim=-1).amax(dim=-1).clamp_min(1)
+        return self.early(torch.cat(steps, dim=-1), length)
 
     def forward(self, batch: Batch) -> Tensor:
         out = self.head(self.embed(batch))
