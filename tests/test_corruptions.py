@@ -74,11 +74,10 @@ def test_deterministic_for_a_seed_and_different_across_seeds(name: str, batch: B
     assert not same(a, batch), "the example setting must change the data"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if CORRUPTIONS.get(n).zero is not None])
 def test_zero_severity_is_the_identity(name: str, batch: Batch, stats: FeatureStats) -> None:
+    """Where an identity setting is defined (quantisation, for one, has none, so it is not listed here)."""
     spec = CORRUPTIONS.get(name)
-    if spec.zero is None:
-        pytest.skip(f"{name} has no identity setting")
     assert same(call(spec, batch, 3, stats, dict(spec.zero)), batch)
 
 
