@@ -18,6 +18,14 @@ never an index; categorical conditions (a fixed pattern) have ``severity=None``.
 Data flow for corruptions that are relative to the data (noise at an SNR): the evaluator computes
 :class:`~corruptions.spec.FeatureStats` from the *training* split and passes them to ``conditions``; a
 protocol never sees a method and a method never sees a protocol.
+
+Scored samples: a condition may score only some test samples (``Condition.evaluated``), e.g. a fixed pattern
+cannot evaluate a sample that has none of the pattern's modalities even before removal. The mask is a
+function of the clean test split alone, so it is the same for every method and seed (pairing holds); records
+carry the number of scored samples as ``n``.
+
+Held-out protocols (``Protocol.held_out``, the validation family) are for tuning on the validation split and
+are never evaluated on the test split; the evaluator refuses to mix the two (``harness.evaluate.expand``).
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from corruptions.spec import FeatureStats
 from harness.data import Batch, DatasetSpec
 
 Apply = Callable[[Batch, torch.Generator], Batch]
+Rows = Callable[[Batch], torch.Tensor]  # clean batch -> bool [N], True for the samples a condition scores
 
 
 @dataclass(frozen=True)
@@ -42,13 +51,16 @@ class Condition:
     """One evaluation condition. ``name`` is unique within its protocol and stable (``text+audio``,
     ``r=0.3/seed=1``); ``severity`` is the real x-value of a robustness curve (None for categorical
     conditions) and ``curve`` names the curve it belongs to; ``corruptions`` names the registered corruption
-    functions it uses (the validation family must never appear in a test protocol)."""
+    functions it uses (the validation family must never appear in a test protocol). ``evaluated`` maps the
+    *clean* test batch to bool ``[N]``, the samples the condition is scored on (None = all of them); the
+    others are still passed through ``apply`` (batch shapes stay fixed) but their predictions are discarded."""
 
     name: str
     apply: Apply
     severity: float | None = None
     curve: str | None = None
     corruptions: tuple[str, ...] = ()
+    evaluated: Rows | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,9 @@ class Protocol(ABC):
     version: ClassVar[int]
     family: ClassVar[str]
     paper: ClassVar[str] = ""
+    # True for a tuning family (validation split only): the evaluator refuses it on the test split, and refuses
+    # test protocols when tuning, so tuning never sees a test corruption and a test report never a tuning one.
+    held_out: ClassVar[bool] = False
 
     @abstractmethod
     def conditions(self, spec: DatasetSpec, stats: FeatureStats | None = None) -> list[Condition]:

@@ -2,12 +2,22 @@
 
 | corruption | kind | parameters (valid range) | identity at | what it does |
 |---|---|---|---|---|
-| ``remove_modalities`` | missing | ``modalities``: not all | ``()`` | removes them from every sample |
+| ``remove_modalities`` | missing | ``modalities``: not all | ``()`` | removes them where another remains |
 | ``random_modality_missing`` | missing | ``rate`` in [0, 1) | ``rate=0`` | drops each modality w.p. r, >= 1 kept |
 | ``frame_mask`` | feature | ``rate`` in [0, 1); T > 1 | ``rate=0`` | zeroes each valid step w.p. ``rate`` |
 | ``frame_block_mask`` | feature | ``rate`` in [0, 1); T > 1 | ``rate=0`` | zeroes a block of round(r * length) steps |
 
 All take ``modalities`` (default: all). Removal uses :meth:`Batch.drop` (``present`` cleared, features zeroed).
+
+Both missing-type corruptions act on each sample's *available* modalities (real data may lack some already,
+see the ``present`` mask of npz files), and neither leaves a sample that had a modality without one:
+
+- ``remove_modalities``: a sample whose available modalities are all among the named ones would be left
+  empty; it is returned unchanged instead (an all-missing row is no input a method is obliged to accept).
+  It is *not* a sample of "these modalities removed", so a protocol must not score it as one:
+  ``fixed_pattern`` leaves it out of that condition's metric (``Condition.evaluated``).
+- ``random_modality_missing``: see the rejection rule below; the redraw checks the sample's own modalities.
+
 Frame masks keep ``present`` and ``lengths`` unchanged: the modality is there but some steps carry nothing.
 
 Text steps are zeroed like audio/vision frames. MMSA/LNLN replace masked token ids with ``[UNK]`` before
@@ -35,17 +45,28 @@ MAX_REDRAWS = 10_000  # P(row empty) = rate^M < 1, so this is never reached for 
 
 
 def _not_everything(params: Mapping[str, Any], seq_lens: Mapping[str, int]) -> None:
+    # Removing every modality would leave every sample unchanged (rule above): an identity posing as removal.
     if set(params["modalities"]) == set(seq_lens):
         raise ValueError(f"remove_modalities: removing every modality {list(seq_lens)} leaves nothing; "
                          "at least one modality must remain")
 
 
 @corruption("remove_modalities", family="missing", kind="missing", params={}, example={"modalities": ("audio",)},
-            zero={"modalities": ()}, random=False, extra_check=_not_everything)
+            zero={"modalities": ()}, random=False, extra_check=_not_everything,
+            invalid=(({"modalities": None}, "removing every modality .* at least one modality must remain"),))
 def remove_modalities(batch: Batch, generator: torch.Generator, *, modalities: tuple[str, ...]) -> Batch:
-    """Remove the named modalities from every sample (MMIN's fixed missing patterns)."""
-    keep = torch.tensor([m not in modalities for m in batch.modalities], dtype=torch.bool)
-    return batch.drop(keep)
+    """Remove the named modalities from every sample that keeps another one (MMIN's fixed missing patterns)."""
+    keep = torch.tensor([m not in modalities for m in batch.modalities], dtype=torch.bool,
+                        device=batch.present.device).expand_as(batch.present)
+    # a sample with nothing but the named modalities stays as it is (see the module docstring)
+    emptied = batch.present.any(1) & ~(batch.present & keep).any(1)  # [N]
+    return batch.drop(keep | emptied.view(-1, 1))
+
+
+def keeps_any(batch: Batch, modalities: tuple[str, ...]) -> Tensor:
+    """bool ``[N]``: samples that have at least one of ``modalities`` available (what a pattern can score)."""
+    columns = [batch.modalities.index(m) for m in modalities]
+    return batch.present[:, columns].any(1)
 
 
 def draw_modality_keep(generator: torch.Generator, present: Tensor, rate: float, targets: Tensor) -> Tensor:

@@ -3,7 +3,7 @@
 | corruption | parameters (valid range) | identity at | what it does |
 |---|---|---|---|
 | ``gaussian_noise`` | ``snr_db`` in [-40, inf]; ``power`` feature/modality | ``inf`` | adds N(0, P 10^(-snr/10)) |
-| ``impulse_noise`` | ``rate`` in [0, 1] | ``rate=0`` | entries set to the training max/min |
+| ``impulse_noise`` | ``rate`` in [0, 1) | ``rate=0`` | entries set to the training max/min |
 
 Both take ``modalities`` (default: all) and ``stats`` (:class:`~corruptions.spec.FeatureStats` of the
 *training* split) and touch only valid steps of present modalities.
@@ -13,11 +13,15 @@ Both take ``modalities`` (default: all) and ``stats`` (:class:`~corruptions.spec
 dimensions). The noise standard deviation is ``sqrt(P) * 10^(-snr_db / 20)``, so at 0 dB noise and signal
 have equal power. Using the training power (not the test batch's) keeps the noise identical for every method
 and independent of the corruption being applied. The noise-to-signal amplitude ratio ``10^(-snr_db / 20)``
-is what protocols record as severity (0 = clean, larger = noisier).
+is what protocols record as severity (0 = clean, larger = noisier). Negative SNRs (noise stronger than the
+signal) are valid down to -40 dB, a noise amplitude 100 times the signal's: beyond that the modality is noise
+to any model, so lower levels would only repeat the same (chance) point of a curve; ``nan`` is refused.
 
 ``impulse_noise`` (ImageNet-C's salt-and-pepper, on features): each entry becomes the training maximum of its
 feature dimension with probability ``rate / 2`` and the training minimum with probability ``rate / 2``;
-one U[0, 1) draw per entry: ``u < rate/2`` -> max, ``rate/2 <= u < rate`` -> min.
+one U[0, 1) draw per entry: ``u < rate/2`` -> max, ``rate/2 <= u < rate`` -> min. ``rate`` is in [0, 1) like
+every rate: at 1 every entry is replaced, the modality keeps no signal while ``present`` says it is there,
+which is removal in disguise (``remove_modalities`` is the honest way to test that).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from harness.data import Batch
 
 SNR_DB = Range(-40.0, math.inf)
 POWER = Choice(("feature", "modality"))
-IMPULSE_RATE = Range(0.0, 1.0)
+IMPULSE_RATE = Range(0.0, 1.0, hi_open=True)
 
 
 def noise_amplitude(snr_db: float) -> float:

@@ -17,7 +17,9 @@ sample getting every step of the recipe, in order:
 | text | ``temporal_shuffle(fraction=0.1)`` | token shuffles (character errors need raw text) |
 
 Exactly ``round(fraction * N)`` samples are chosen (round half to even) by one ``randperm`` of the generator;
-the other samples are returned untouched. Any registered corruptions can form the recipe (``Step``).
+the other samples are returned untouched. A level's fraction is in (0, 1]: 0 would be the clean test set under
+another name, while 1 (every sample gets the recipe) is the meaningful end of the light/heavy scale, so it
+is valid, unlike a rate of 1 (see ``corruptions.spec``). Any registered corruptions can form the recipe (``Step``).
 Because the default recipe shuffles text steps, it needs sequences (skipped or raising on T = 1 datasets).
 
 Versioning rule (``corruptions.base``): changing a protocol's semantics (its conditions, their names, how masks

@@ -2,7 +2,7 @@
 
 | protocol | conditions (names) | severity | reference |
 |---|---|---|---|
-| fixed_pattern v1 | ``full`` + each non-empty proper subset kept (``text+audio``, ``vision``) | None | MMIN Table 3 |
+| fixed_pattern v2 | ``full`` + each non-empty proper subset kept (``text+audio``, ``vision``) | None | MMIN Table 3 |
 | random_missing v1 | ``r=0.3/seed=1``: rates x mask seeds | r | GCNet, IMDer, ModalImmune Table 4 |
 
 ``fixed_pattern`` (MMIN, Zhao et al., ACL 2021, Table 3; ModalImmune Table 3): every non-empty subset of
@@ -10,9 +10,18 @@ modalities is available for all test samples and the rest removed (2^M - 1 condi
 per-pattern values and their mean over the incomplete patterns (``mean (incomplete)``, computed per seed from
 these records by ``reports``/``harness.robustness``; no derived record is stored).
 
+Natural missingness (v2): a pattern means "at most these modalities": the others are removed, and a sample
+keeps whichever of the pattern's modalities it has. A sample with *none* of them even before removal (real
+data may lack modalities, see the npz ``present`` mask) cannot be evaluated under that pattern: it is left
+out of the condition's metric (``Condition.evaluated``; the record's ``n`` counts the scored samples) rather
+than fed to a model as an all-missing row or scored with modalities the pattern excludes. The mask depends
+on the clean test split only, so every method and seed is scored on the same samples. v1 scored such samples
+with no modality at all; on data where every sample has every modality, v1 and v2 give the same numbers.
+
 ``random_missing`` (GCNet/CPM-Net, Lian et al., TPAMI 2023; IMDer, Wang et al., NeurIPS 2023; ModalImmune
 Table 4 and gap #10): each modality of each test sample is removed independently with probability r, at
-least one modality kept per sample (a row that would keep none is redrawn). Default r in {0.1, ..., 0.7}
+least one modality kept per sample (a row that would keep none of *its* modalities is redrawn, so every
+sample is scored, natural missingness included). Default r in {0.1, ..., 0.7}
 (GCNet asserts r <= 0.7 for 3 modalities) and 3 mask seeds; the mean over rates is the paper's "Avg." row.
 
 Versioning rule (``corruptions.base``): changing a protocol's semantics (its conditions, their names, how masks
@@ -24,10 +33,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations
 
-from corruptions.base import Condition, Protocol
-from corruptions.missing import RATE, random_modality_missing, remove_modalities
+from torch import Tensor
+
+from corruptions.base import Condition, Protocol, Rows
+from corruptions.missing import RATE, keeps_any, random_modality_missing, remove_modalities
 from corruptions.spec import FeatureStats, Range, check_grid, fmt
-from harness.data import DatasetSpec
+from harness.data import Batch, DatasetSpec
 from harness.registry import PROTOCOLS
 
 FULL = "full"
@@ -45,24 +56,37 @@ def patterns(spec: DatasetSpec) -> list[tuple[str, ...]]:
     return [c for k in range(len(mods), 0, -1) for c in combinations(mods, k)]
 
 
+def scored_by(kept: tuple[str, ...]) -> Rows:
+    """The samples a pattern can score: those with at least one of ``kept`` available before removal."""
+
+    def rows(batch: Batch) -> Tensor:
+        return keeps_any(batch, kept)
+
+    return rows
+
+
 @dataclass(frozen=True)
 class FixedPattern(Protocol):
     """Every non-empty subset of modalities available for all test samples, the rest removed (2^M - 1).
 
     ``available``: the patterns to evaluate, each a tuple of modality names (None = every non-empty subset).
+    Samples with none of a pattern's modalities are not scored under it (module docstring).
     """
 
     name = "fixed_pattern"
-    version = 1
+    version = 2  # v2: samples with none of the pattern's modalities are left out of its metric
     family = "removal"
     paper = "MMIN (Zhao et al., ACL 2021), Table 3; ModalImmune (Fu et al., 2026), Table 3"
 
     available: tuple[tuple[str, ...], ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.available is not None and (not isinstance(self.available, tuple) or not self.available):
-            raise ValueError(f"fixed_pattern.available must be None or a non-empty tuple of patterns, "
-                             f"got {self.available!r}")
+        if self.available is None:
+            return
+        if not isinstance(self.available, tuple) or not self.available or not all(
+                isinstance(p, tuple) and all(isinstance(m, str) for m in p) for p in self.available):
+            raise ValueError(f"fixed_pattern.available must be None or a non-empty tuple of patterns, each a tuple "
+                             f"of modality names such as ('text', 'audio'), got {self.available!r}")
 
     def chosen(self, spec: DatasetSpec) -> list[tuple[str, ...]]:
         if self.available is None:
@@ -82,7 +106,8 @@ class FixedPattern(Protocol):
         for kept in self.chosen(spec):
             removed = tuple(m for m in spec.modalities if m not in kept)
             apply = remove_modalities.bind(spec, modalities=removed)
-            out.append(Condition(pattern_name(kept, spec), apply, corruptions=(remove_modalities.name,)))
+            out.append(Condition(pattern_name(kept, spec), apply, corruptions=(remove_modalities.name,),
+                                 evaluated=scored_by(kept)))
         return out
 
 

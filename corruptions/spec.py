@@ -16,6 +16,11 @@ Conventions shared by every corruption:
 - Random draws are made on the generator's device (the evaluator uses CPU generators) and then moved to the
   batch's device, so a condition produces the same corrupted data on a CPU and on a GPU.
 - Severity parameters are real values where 0 (or ``inf`` dB for an SNR) is the identity; none is an index.
+- Rates are in [0, 1): a rate of 1 would destroy every entry it targets, i.e. remove the modality while
+  ``present`` still says it is there. A parameter that keeps 1 (a shuffled fraction, a fraction of samples)
+  says why in its module's parameter table.
+- *missing* corruptions never leave a sample that had a modality without one (the contract tests check it).
+- The family ``validation`` (:data:`HELD_OUT_FAMILY`) is held out for tuning: no test protocol may use it.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from harness.registry import CORRUPTIONS
 Apply = Callable[[Batch, torch.Generator], Batch]
 Kind = Literal["missing", "feature"]  # missing: changes ``present``; feature: changes feature values only
 SPECIAL = ("modalities", "stats")
+HELD_OUT_FAMILY = "validation"  # corruptions for tuning on the validation split only (corruptions.validation)
+Invalid = tuple[tuple[Mapping[str, Any], str], ...]  # (params over the example, regex of the ValueError message)
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,9 @@ class CorruptionSpec:
     ``example`` is a valid non-trivial setting and ``zero`` the identity setting (None when there is none);
     ``needs_stats`` means ``stats`` (training :class:`FeatureStats`) is required; ``sequence_only`` means the
     targeted modalities need T > 1; ``random`` is False for deterministic corruptions; ``extra_check`` validates
-    what a range cannot express (it gets the resolved params and ``{modality: T}`` of every modality).
+    what a range cannot express (it gets the resolved params and ``{modality: T}`` of every modality), and
+    ``invalid`` lists settings it refuses, as ``(params merged over example, regex of the message)`` pairs, so the
+    contract tests exercise every rule, not only the ranges.
     """
 
     name: str
@@ -168,7 +177,13 @@ class CorruptionSpec:
     sequence_only: bool = False
     random: bool = True
     extra_check: Callable[[Mapping[str, Any], Mapping[str, int]], None] | None = None
+    invalid: Invalid = ()
     description: str = ""
+
+    @property
+    def held_out(self) -> bool:
+        """True for the validation family, which tuning may use and no test protocol may."""
+        return self.family == HELD_OUT_FAMILY
 
     def check(self, params: Mapping[str, Any], modalities: tuple[str, ...], seq_lens: Mapping[str, int],
               dims: Mapping[str, int]) -> dict[str, Any]:
@@ -246,9 +261,16 @@ def corruption(name: str, *, family: str, kind: Kind, params: Mapping[str, Param
 
 
 def check_grid(where: str, values: tuple[Any, ...], valid: Param, allow_empty: bool = False) -> None:
-    """Validate a protocol's parameter grid: non-empty (unless allowed), distinct, each value in ``valid``."""
+    """Validate a protocol's parameter grid: a tuple (non-empty unless allowed) of distinct values in ``valid``.
+
+    A bare number is refused with its own message: a grid lists the levels themselves, so ``snr_db=3`` (or a
+    negative "count" such as ``-2``) is never read as "three levels".
+    """
+    what = f"a {'' if allow_empty else 'non-empty '}tuple of values in {valid}"
+    if isinstance(values, numbers.Real) and not isinstance(values, bool):
+        raise ValueError(f"{where} must be {what} (the levels themselves, not how many), got the number {values!r}")
     if not isinstance(values, tuple) or (not values and not allow_empty):
-        raise ValueError(f"{where} must be a non-empty tuple of values in {valid}, got {values!r}")
+        raise ValueError(f"{where} must be {what}, got {values!r}")
     for v in values:
         if v not in valid:
             raise ValueError(f"{where}: {v!r} is out of range; valid: {valid}")

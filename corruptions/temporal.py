@@ -2,15 +2,17 @@
 
 | corruption | parameters (valid range) | identity at | what it does |
 |---|---|---|---|
-| ``temporal_shuffle`` | ``fraction`` in [0, 1]; T > 1 | ``fraction=0`` | permutes a random subset of valid steps |
+| ``temporal_shuffle`` | ``fraction`` in [0, 1] (1 valid); T > 1 | ``fraction=0`` | permutes a random subset of steps |
 | ``temporal_shift`` | ``steps`` integer, ``abs(steps) < T`` | ``steps=0`` | delays (k > 0) or advances (k < 0) by k |
 | ``temporal_smoothing`` | ``window`` odd integer in [1, 63]; T > 1 | ``window=1`` | centred moving average |
 
-Both take ``modalities`` (default: all) and keep ``lengths``, ``present`` and the zero padding unchanged.
+All three take ``modalities`` (default: all) and keep ``lengths``, ``present`` and the zero padding unchanged.
 
 ``temporal_shuffle``: per sample and targeted modality, ``round(fraction * length)`` of the valid steps (round
 half to even) are chosen uniformly and permuted among themselves uniformly at random (the other steps stay in
 place); ``fraction=1`` shuffles the whole valid sequence. Each targeted modality gets its own permutation.
+Unlike a rate, a fraction of 1 is not degenerate: every step keeps its content and only the order is lost
+(the modality becomes a bag of frames), the strongest order corruption, and the ``temporal`` grid uses it.
 
 ``temporal_shift`` (deterministic): ``x'[t] = x[t - k]`` for valid steps whose source ``t - k`` is also
 valid, zero otherwise: the modality is misaligned by k steps against the rest, with zeros filling the gap.
@@ -80,7 +82,9 @@ def _shift_fits(params: Mapping[str, Any], seq_lens: Mapping[str, int]) -> None:
 
 
 @corruption("temporal_shift", family="temporal", kind="feature", params={"steps": STEPS}, example={"steps": 2},
-            zero={"steps": 0}, random=False, extra_check=_shift_fits)
+            zero={"steps": 0}, random=False, extra_check=_shift_fits,
+            invalid=(({"steps": 10**6}, r"steps = 1000000 is out of range for modality '\w+'; valid: abs\(steps\) < T"),
+                     ({"steps": -10**6}, r"steps = -1000000 is out of range .* valid: abs\(steps\) < T")))
 def temporal_shift(batch: Batch, generator: torch.Generator, *, steps: int, modalities: tuple[str, ...]) -> Batch:
     """Shift each targeted modality's valid sequence by ``steps`` (delay if positive), filling with zeros."""
     k = int(steps)
@@ -102,7 +106,9 @@ def _odd(params: Mapping[str, Any], seq_lens: Mapping[str, int]) -> None:
 
 
 @corruption("temporal_smoothing", family="temporal", kind="feature", params={"window": WINDOW},
-            example={"window": 3}, zero={"window": 1}, sequence_only=True, random=False, extra_check=_odd)
+            example={"window": 3}, zero={"window": 1}, sequence_only=True, random=False, extra_check=_odd,
+            invalid=(({"window": 2}, r"window = 2 is out of range; valid: odd integers in \[1, 63\]"),
+                     ({"window": 62}, r"window = 62 is out of range; valid: odd")))
 def temporal_smoothing(batch: Batch, generator: torch.Generator, *, window: int,
                        modalities: tuple[str, ...]) -> Batch:
     """Centred moving average over ``window`` valid steps (cut at the sequence ends)."""

@@ -13,9 +13,12 @@ in spirit (lost entries, distorted values, calibration drift) without being any 
 
 All take ``modalities`` (default: all) and touch only valid steps of present modalities; ``quantize`` needs
 ``stats``. The ``validation`` protocol (family ``validation``, registered hidden: never part of ``all``)
-expands them into named conditions; use it on the validation split, e.g.::
+expands them into named conditions. It is ``held_out``: the evaluator refuses it on the test split
+(``mibench run --protocols validation`` fails before training, with the reason), because a test report
+must never use a tuning corruption. Use it on the validation split, e.g.::
 
-    conds = PROTOCOLS.get("validation").conditions(spec, FeatureStats.from_batch(data.train))
+    pairs = expand([PROTOCOLS.get("validation")], spec, FeatureStats.from_batch(data.train), held_out=True)
+    results = evaluate(model, data.valid, pairs)  # harness.evaluate; refuses any test protocol in ``pairs``
 
 Versioning rule (``corruptions.base``): changing a protocol's semantics (its conditions, their names, how masks
 are drawn, what a severity means, its default grid, or a corruption it uses) requires bumping its ``version``.
@@ -28,11 +31,11 @@ from dataclasses import dataclass
 import torch
 
 from corruptions.base import Condition, Protocol
+from corruptions.spec import HELD_OUT_FAMILY as FAMILY  # what makes these corruptions held out (spec.held_out)
 from corruptions.spec import FeatureStats, Range, check_grid, corruption, fmt, normal, touchable, uniform
 from harness.data import Batch, DatasetSpec
 from harness.registry import PROTOCOLS
 
-FAMILY = "validation"
 DROP_RATE = Range(0.0, 1.0, hi_open=True)
 BITS = Range(1, 16, integer=True)
 SIGMA = Range(0.0, 2.0)
@@ -85,6 +88,7 @@ class Validation(Protocol):
     name = "validation"
     version = 1
     family = FAMILY
+    held_out = True
     paper = "mibench's held-out family (no test protocol uses these corruptions)"
 
     dropout_rates: tuple[float, ...] = (0.1, 0.3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import combinations
 from typing import Any
 
 import pytest
@@ -23,10 +24,15 @@ NAMES = CORRUPTIONS.names()
 
 @pytest.fixture(scope="module")
 def batch(tiny_mosi: Dataset) -> Batch:
-    """The tiny test split with some modalities already absent (rows 0-3 lack audio, rows 4-5 lack text)."""
+    """The tiny test split with some modalities already absent, as real data may have them: rows 0-3 lack audio,
+    rows 4-5 lack text, and rows 7, 8, 9 have only text, only audio, only vision (so removing any one modality
+    would empty some row)."""
     keep = torch.ones(len(tiny_mosi.test), 3, dtype=torch.bool)
     keep[:4, 1] = False
     keep[4:6, 0] = False
+    for row, only in ((7, 0), (8, 1), (9, 2)):
+        keep[row] = False
+        keep[row, only] = True
     return tiny_mosi.test.drop(keep)
 
 
@@ -98,11 +104,44 @@ def test_out_of_range_parameters_raise(name: str, batch: Batch, stats: FeatureSt
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_rules_beyond_the_ranges_raise(name: str, batch: Batch, stats: FeatureStats) -> None:
+    """Each corruption lists the settings its extra rule refuses (an even smoothing window, a shift of at least
+    T steps, removing every modality): ranges cannot express them, so each spec names its own examples."""
+    spec = CORRUPTIONS.get(name)
+    assert spec.extra_check is None or spec.invalid, f"{name} has a rule beyond its ranges but no invalid examples"
+    for params, message in spec.invalid:
+        with pytest.raises(ValueError, match=rf"^{name}: .*{message}"):
+            call(spec, batch, 0, stats, {**spec.example, **params})
+
+
+def severe(spec: CorruptionSpec) -> dict[str, Any]:
+    """The example with every rate-like parameter (a range ending at or below 1) at its strongest value."""
+    top = {k: (v.hi - 0.01 if v.hi_open else v.hi) for k, v in spec.params.items()
+           if isinstance(v, Range) and v.hi <= 1 and k in spec.example}
+    return {**spec.example, **top}
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if CORRUPTIONS.get(n).kind == "missing"])
+def test_missing_corruptions_never_empty_a_sample(name: str, batch: Batch, stats: FeatureStats) -> None:
+    """Target every proper subset of modalities, including each single one, which is the only modality of some
+    rows of the fixture: a sample that had a modality must keep one of its own."""
+    spec = CORRUPTIONS.get(name)
+    mods = batch.modalities
+    for k in range(1, len(mods)):
+        for targets in combinations(mods, k):
+            cols = torch.tensor([m in targets for m in mods])
+            emptiable = batch.present.any(1) & ~(batch.present & ~cols).any(1)
+            assert k > 1 or emptiable.any(), "the fixture must have a row holding only the targeted modalities"
+            for params in (dict(spec.example), severe(spec)):
+                out = call(spec, batch, 5, stats, {**params, "modalities": targets})
+                assert torch.equal(out.present.any(1), batch.present.any(1)), (targets, params)
+                assert not (out.present & ~batch.present).any()
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_shapes_dtypes_padding_and_a_modality_remain(name: str, batch: Batch, stats: FeatureStats) -> None:
     spec = CORRUPTIONS.get(name)
-    severe = {k: (v.hi - 0.01 if v.hi_open else v.hi) if isinstance(v, Range) and v.hi <= 1 else spec.example[k]
-              for k, v in spec.params.items() if k in spec.example}
-    for params in (dict(spec.example), {**spec.example, **severe}):
+    for params in (dict(spec.example), severe(spec)):
         out = call(spec, batch, 4, stats, params)
         for m, x in batch.x.items():
             assert out.x[m].shape == x.shape and out.x[m].dtype == x.dtype
@@ -132,6 +171,22 @@ def test_random_missing_keeps_one_even_at_extreme_rates(batch: Batch) -> None:
     spec = CORRUPTIONS.get("random_modality_missing")
     out = spec(batch, torch_generator(0), rate=0.999)
     assert out.present.any(1).all() and out.present.sum(1).max() == 1
+
+
+def test_random_missing_keeps_one_of_the_samples_own_modalities() -> None:
+    """The redraw checks the sample's available modalities, not the dataset's: a row with only text keeps text."""
+    present = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 1], [0, 0, 0]], dtype=torch.bool).repeat(20, 1)
+    for targets in (torch.ones(3).bool(), torch.tensor([True, True, False])):
+        keep = draw_modality_keep(torch_generator(0), present, 0.95, targets)
+        assert torch.equal((keep & present).any(1), present.any(1))
+        assert (keep[:, 2] | targets[2]).all(), "an untargeted modality is never dropped"
+
+
+def test_remove_modalities_leaves_a_sample_it_would_empty_unchanged(batch: Batch) -> None:
+    out = CORRUPTIONS.get("remove_modalities")(batch, torch_generator(0), modalities=("text",))
+    assert out.present[7].tolist() == [True, False, False] and torch.equal(out.x["text"][7], batch.x["text"][7])
+    assert out.present[0].tolist() == [False, False, True] and (out.x["text"][0] == 0).all()  # text + vision before
+    assert not out.present[torch.arange(len(batch)) != 7, 0].any()
 
 
 # Pinned first masks. If one of these fails, the semantics of a protocol changed: bump its version.
@@ -185,10 +240,13 @@ def test_gaussian_noise_has_the_requested_snr_against_training_power(tiny_mosi: 
 
 
 def test_impulse_noise_uses_the_training_range(batch: Batch, stats: FeatureStats) -> None:
-    out = CORRUPTIONS.get("impulse_noise")(batch, torch_generator(0), rate=1.0, stats=stats, modalities=("vision",))
-    x = out.x["vision"][batch.lengths["vision"].view(-1, 1) > torch.arange(10).view(1, -1)]
+    out = CORRUPTIONS.get("impulse_noise")(batch, torch_generator(0), rate=0.99, stats=stats, modalities=("vision",))
+    valid = (batch.lengths["vision"].view(-1, 1) > torch.arange(10).view(1, -1)) & batch.present[:, 2:]
+    x = out.x["vision"][valid]
     at_hi, at_lo = x == stats.hi["vision"], x == stats.lo["vision"]
-    assert (at_hi | at_lo).all() and 0.4 < at_hi.float().mean() < 0.6
+    assert (at_hi | at_lo).float().mean() > 0.98 and 0.4 < at_hi.float().mean() < 0.6
+    with pytest.raises(ValueError, match=r"impulse_noise: rate = 1.0 is out of range; valid: \[0, 1\)"):
+        CORRUPTIONS.get("impulse_noise")(batch, torch_generator(0), rate=1.0, stats=stats)
 
 
 def test_shuffle_is_a_permutation_of_valid_steps_and_shift_moves_by_k(batch: Batch) -> None:
