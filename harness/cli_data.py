@@ -18,7 +18,7 @@ from harness.registry import DATASETS, UnknownNameError
 data_app = typer.Typer(help="Inspect dataset files and convert them to mibench's .npz layout.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
-ERRORS = (ValueError, FileNotFoundError, UnknownNameError)
+ERRORS = (ValueError, FileNotFoundError, UnknownNameError, ImportError)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -48,9 +48,9 @@ def info(
     """Detected format, split sizes, dims and lengths, label statistics, NaN/inf replaced."""
     from harness.datasets.summary import describe
 
-    builtins.load()
     name, _, path = dataset.partition("=")
     try:
+        builtins.load()
         summary = describe(DATASETS.get(name)(_options(path, data_dir, iemocap_classes, nan_value)))
     except ERRORS as exc:
         raise _fail(str(exc)) from None
@@ -84,7 +84,8 @@ def _print_summary(s: dict[str, Any]) -> None:
     console.print(f"NaN/inf values replaced with {nf['value']}: {nf['total']}" + (f" ({detail})" if detail else ""),
                   highlight=False)
     for key, title in (("padding_zeroed_steps", "non-zero padded steps zeroed"),
-                       ("empty_sequences", "empty sequences (kept as one zero step)")):
+                       ("empty_sequences", "empty sequences (kept as one zero step)"),
+                       ("absent_features_zeroed", "non-zero steps of absent modalities zeroed")):
         if s[key]:
             console.print(f"{title}: " + ", ".join(f"{k} {n}" for k, n in s[key].items()), highlight=False)
     if s["left_padding_moved"]:
@@ -107,7 +108,10 @@ def convert(
     """Convert any supported file to mibench's .npz layout (identical tensors, no pickle inside)."""
     from harness.datasets.real import convert as convert_file
 
-    builtins.load()
+    try:
+        builtins.load()
+    except ImportError as exc:
+        raise _fail(str(exc)) from None
     prefix, sep, rest = src.partition("=")
     named = bool(sep) and prefix in DATASETS  # NAME=FILE; otherwise SRC is the file itself
     path = rest if named else src

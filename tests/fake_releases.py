@@ -1,12 +1,14 @@
 """Tiny stand-ins for the community feature files, built inside the tests (no data is committed).
 
 Each builder returns the object to pickle and the ground truth the loader must recover (lengths, labels,
-how many NaN/inf values were planted, how many non-zero padded steps were planted).
+how many NaN/inf values were planted, how many non-zero padded steps were planted). :func:`minimal_npz`
+writes a ``.npz`` by hand, as a user would, with only the keys docs/datasets.md requires.
 """
 
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +116,50 @@ def dialogue(n_train: int = 10, n_test: int = 3, seed: int = 2) -> tuple[tuple, 
         sentence[vid] = [f"utterance {i}" for i in range(n)]
     obj = (ids, speakers, labels, text, audio, visual, sentence, vids[:n_train], set(vids[n_train:]))
     return obj, {"train_vids": vids[:n_train], "test_vids": vids[n_train:], "labels": labels}
+
+
+# layout -> (dataset it is read as, builder of the object to pickle)
+PICKLED: dict[str, tuple[str, Callable[[], tuple[Any, dict]]]] = {
+    "mmsa": ("mosi", mmsa), "mmsa-aligned": ("mosi", lambda: mmsa(aligned=True)), "mult": ("mosi", mult),
+    "mult-iemocap": ("iemocap", lambda: mult(emotions=True)), "dialogue": ("iemocap", dialogue)}
+LAYOUTS = (*PICKLED, "npz")
+
+
+def release_file(layout: str, folder: Path) -> tuple[str, Path]:
+    """(dataset name, a tiny file in ``layout`` under ``folder``); ``npz`` is the MMSA file converted by mibench."""
+    if layout == "npz":
+        from harness.data import DataOptions
+        from harness.datasets.real import convert
+
+        convert(dump(mmsa()[0], folder / "source.pkl"), folder / "mosi.npz", "mosi", DataOptions())
+        return "mosi", folder / "mosi.npz"
+    name, build = PICKLED[layout]
+    return name, dump(build()[0], folder / "features.pkl")
+
+
+def minimal_npz(path: Path, modalities: tuple[str, ...] = ("text", "audio", "vision"), task: str = "regression",
+                changes: Mapping[str, Any] | None = None, steps: int = 4, seed: int = 3) -> dict[str, np.ndarray]:
+    """Write a mibench .npz with only the required keys (no lengths, ids, present; no classes for regression).
+
+    Features are non-zero at every step, except train sample 0 of the first modality, whose last step is zero
+    (so its derived length is ``steps - 1``). ``changes`` sets keys (a value of None removes the key).
+    Returns the arrays written.
+    """
+    rng = np.random.default_rng(seed)
+    arrays: dict[str, Any] = {"format": np.array("mibench-npz"), "version": np.array(1), "name": np.array("mine"),
+                              "task": np.array(task), "modalities": np.array(modalities)}
+    if task == "classification":
+        arrays["classes"] = np.array(["calm", "tense", "upbeat"])
+    for s, n in SIZES.items():
+        for j, m in enumerate(modalities):
+            arrays[f"{s}/{m}"] = rng.uniform(0.5, 1.5, size=(n, steps, 3 + j)).astype(np.float32)
+        y = np.arange(n) % 3 if task == "classification" else rng.uniform(-1, 1, size=n).astype(np.float32)
+        arrays[f"{s}/labels"] = y
+    arrays[f"train/{modalities[0]}"][0, -1] = 0.0
+    for key, value in (changes or {}).items():
+        if value is None:
+            arrays.pop(key, None)
+        else:
+            arrays[key] = value
+    np.savez(path, **arrays)
+    return arrays

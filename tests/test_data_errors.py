@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_releases import dialogue, dump, mmsa, mult
+from fake_releases import SIZES, dialogue, dump, minimal_npz, mmsa, mult
 
 from harness.data import DataOptions
 from harness.datasets.locate import locate
@@ -99,6 +99,11 @@ def _without(obj: dict, split: str) -> dict:
     return obj
 
 
+def _replace_split(obj: dict, split: str, value: object) -> dict:
+    obj[split] = value
+    return obj
+
+
 def _dialogue_label(value: int) -> tuple:
     obj = list(dialogue()[0])
     vid = sorted(obj[8])[0]
@@ -128,6 +133,10 @@ BAD: dict[str, tuple[str, Callable[[], object], str]] = {
     "unknown layout in split": ("mosi", lambda: {"train": {"x": 1}}, "unknown layout: split 'train' has keys [x]"),
     "split missing": ("mosi", lambda: _without(mmsa()[0], "valid"),
                       "split 'valid' is missing (the file has [test, train])"),
+    "split not a dict": ("mosi", lambda: _replace_split(mmsa()[0], "valid", [1, 2, 3]),
+                         "split 'valid' is a list, expected a dict of arrays"),
+    "train split not a dict": ("mosi", lambda: _replace_split(mult()[0], "train", np.zeros(3)),
+                               "split 'train' is a ndarray, expected a dict of arrays"),
     "key missing": ("mosi", lambda: _drop_key(), "test: key 'audio' is missing"),
     "different N": ("mosi", lambda: _set(mmsa()[0], "train", "vision", np.zeros((11, 9, 4), np.float32)),
                     "train/vision: 11 samples but the labels have 12"),
@@ -136,8 +145,14 @@ BAD: dict[str, tuple[str, Callable[[], object], str]] = {
     "NaN labels": ("mosi", lambda: _set(mmsa()[0], "test", "regression_labels", np.full(8, np.nan)),
                    "test/regression_labels: 8 labels are NaN or infinite"),
     "lengths too long": ("mosi", lambda: _set(mmsa()[0], "train", "audio_lengths", [11] * 12),
-                         "train/audio_lengths: lengths longer than the sequence (or negative): they span [11, 11] "
+                         "train/audio_lengths: lengths longer than the sequence: they span [11, 11] "
                          "but the features hold 10 steps"),
+    "fractional lengths": ("mosi", lambda: _set(mmsa()[0], "valid", "vision_lengths", [3, 2.7, 4, 5.5, 1, 2]),
+                           "valid/vision_lengths: lengths must be whole numbers >= 0, got 2.7 for sample 1 "
+                           "(2 of 6 samples)"),
+    "negative lengths": ("mosi", lambda: _set(mmsa()[0], "test", "audio_lengths", [3] * 7 + [-1]),
+                         "test/audio_lengths: lengths must be whole numbers >= 0, got -1 for sample 7 "
+                         "(1 of 8 samples)"),
     "features not 3-D": ("mosi", lambda: _set(mmsa()[0], "train", "text", np.zeros((12, 6))),
                          "train/text: expected numeric features (N, T, D)"),
     "IEMOCAP one-vs-rest out of range": (
@@ -181,7 +196,8 @@ def test_corrupt_files(tmp_path: Path, content: bytes | None, fragment: str) -> 
         path.write_bytes(content)
     with pytest.raises(ValueError) as info:
         DATASETS.get("mosi")(DataOptions(path=path))
-    assert str(info.value).startswith(f"{path}: ") and fragment in str(info.value)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and fragment in message and "\n" not in message, message
 
 
 def test_bad_npz_keys(tmp_path: Path) -> None:
@@ -198,6 +214,37 @@ def test_bad_npz_keys(tmp_path: Path) -> None:
     np.savez(tmp_path / "long.npz", **arrays)
     with pytest.raises(ValueError, match=r"long.npz: test/audio_lengths: lengths longer than the sequence"):
         DATASETS.get("mosi")(DataOptions(path=tmp_path / "long.npz"))
+
+
+TRAIN = SIZES["train"]
+BAD_NPZ: dict[str, tuple[dict, str]] = {
+    # case: (keys changed in a minimal hand-written file, expected message fragment)
+    "fractional lengths": ({"train/audio_lengths": np.full(TRAIN, 2.5)},
+                           f"train/audio_lengths: lengths must be whole numbers >= 0, got 2.5 for sample 0 "
+                           f"({TRAIN} of {TRAIN} samples)"),
+    "negative lengths": ({"test/text_lengths": -np.ones(SIZES["test"], dtype=np.int64)},
+                         "test/text_lengths: lengths must be whole numbers >= 0, got -1"),
+    "reserved modality name": ({"modalities": np.array(["text", "labels"])}, "modalities: expected one or more"),
+    "modality name with +": ({"modalities": np.array(["text", "a+b"])}, "got ['text', 'a+b']"),
+    "duplicate modalities": ({"modalities": np.array(["text", "text"])}, "distinct names"),
+    "present of the wrong width": ({"valid/present": np.ones((SIZES["valid"], 2), dtype=bool)},
+                                   "valid/present: expected bool (6, 3) with columns ['text', 'audio', 'vision']"),
+    "classification without classes": ({"task": np.array("classification"), "classes": None},
+                                       "key 'classes' is missing"),
+    "a single class": ({"task": np.array("classification"), "classes": np.array(["only"])},
+                       "classes: a classification file needs at least 2 class names"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_NPZ))
+def test_bad_hand_written_npz(tmp_path: Path, case: str) -> None:
+    changes, fragment = BAD_NPZ[case]
+    path = tmp_path / "mine.npz"
+    minimal_npz(path, changes=changes)
+    with pytest.raises(ValueError) as info:
+        DATASETS.get("npz")(DataOptions(path=path))
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and fragment in message and "\n" not in message, message
 
 
 def test_invalid_options() -> None:

@@ -1,5 +1,5 @@
 """Real-dataset loaders on tiny files built here, in every supported layout: splits, dims, lengths, labels,
-quirks, label views, preprocessing and the .npz round trip."""
+quirks, label views, preprocessing, the .npz round trip (library and CLI) and hand-written .npz files."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fake_releases import DIMS, SIZES, dialogue, dump, mmsa, mult
+from fake_releases import DIMS, PICKLED, SIZES, dialogue, dump, minimal_npz, mmsa, mult
+from typer.testing import CliRunner
 
+from harness.cli import app
 from harness.data import SPLITS, DataOptions, Dataset
 from harness.datasets.real import convert
 from harness.registry import DATASETS
@@ -116,14 +118,22 @@ def _same(a: Dataset, b: Dataset) -> None:
         assert list(a.ids[s]) == list(b.ids[s])
 
 
-@pytest.mark.parametrize("layout", ["mmsa", "mmsa-aligned", "mult", "mult-iemocap", "dialogue"])
-def test_convert_round_trip_gives_identical_tensors(tmp_path: Path, layout: str) -> None:
-    obj, _ = {"mmsa": mmsa, "mmsa-aligned": lambda: mmsa(aligned=True), "mult": mult,
-              "mult-iemocap": lambda: mult(emotions=True), "dialogue": dialogue}[layout]()
-    name = "iemocap" if layout in ("mult-iemocap", "dialogue") else "mosi"
-    src = dump(obj, tmp_path / "source.pkl")
+def _convert_with_the_cli(src: Path, dst: Path, name: str) -> None:
+    """``mibench data convert``: sentiment files named as NAME=SRC, IEMOCAP files recognised without a name."""
+    res = CliRunner().invoke(app, ["data", "convert", f"{name}={src}" if name == "mosi" else str(src), str(dst)])
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("via", ["library", "cli"])
+@pytest.mark.parametrize("layout", list(PICKLED))
+def test_convert_round_trip_gives_identical_tensors(tmp_path: Path, layout: str, via: str) -> None:
+    name, build = PICKLED[layout]
+    src = dump(build()[0], tmp_path / "source.pkl")
     original = load(name, src)
-    convert(src, tmp_path / "out.npz", name if name == "mosi" else None, DataOptions())
+    if via == "cli":
+        _convert_with_the_cli(src, tmp_path / "out.npz", name)
+    else:
+        convert(src, tmp_path / "out.npz", name if name == "mosi" else None, DataOptions())
     again = load(name, tmp_path / "out.npz")
     _same(original, again)
     assert again.provenance["format"] == "mibench-npz"
@@ -162,3 +172,41 @@ def test_nan_value_pool_and_standardize_are_applied_and_recorded(tmp_path: Path)
     assert torch.allclose(std.test.x["vision"][0, :ln].double(), expected, atol=1e-5)
     assert std.provenance["preprocessing"]["standardize"]["vision"]["constant_features"] == 0
     assert plain.provenance["preprocessing"] == {"pool": False, "standardize": False}
+
+
+def test_a_hand_written_npz_with_only_the_required_keys(tmp_path: Path) -> None:
+    arrays = minimal_npz(tmp_path / "mine.npz")  # no lengths, ids, present or classes
+    data = load("npz", tmp_path / "mine.npz")
+    assert data.spec.modalities == ("text", "audio", "vision") and data.spec.dims == (3, 4, 5)
+    assert data.spec.seq_lens == (4, 4, 4) and data.spec.classes == () and data.spec.label_range is None
+    for s, n in SIZES.items():
+        batch = data.split(s)
+        assert batch.present.shape == (n, 3) and batch.present.all()
+        assert list(data.ids[s]) == [f"{s}/{i}" for i in range(n)]
+        assert torch.equal(batch.y, torch.as_tensor(arrays[f"{s}/labels"]))
+        for m in data.spec.modalities:  # lengths = T, derived from the non-zero rows
+            expected = [4] * n if (s, m) != ("train", "text") else [3] + [4] * (n - 1)
+            assert batch.lengths[m].tolist() == expected, (s, m)
+            assert torch.equal(batch.x[m], torch.as_tensor(arrays[f"{s}/{m}"]))
+    assert data.provenance["nonfinite_replaced"]["total"] == 0 and not data.provenance["padding_zeroed_steps"]
+
+
+def test_npz_keeps_other_modality_names_in_their_order(tmp_path: Path) -> None:
+    minimal_npz(tmp_path / "two.npz", modalities=("language", "acoustic"), task="classification")
+    data = load("npz", tmp_path / "two.npz")
+    assert data.spec.modalities == ("language", "acoustic") and data.spec.dims == (3, 4)
+    assert data.spec.classes == ("calm", "tense", "upbeat") and data.train.y.dtype == torch.int64
+    assert list(data.train.x) == ["language", "acoustic"] and data.test.present.shape == (SIZES["test"], 2)
+    pooled = load("npz", tmp_path / "two.npz", pool=True, standardize=True)
+    assert pooled.spec.seq_lens == (1, 1) and set(pooled.provenance["preprocessing"]["standardize"]) >= {
+        "language", "acoustic"}
+
+
+def test_npz_present_mask_is_kept_and_absent_features_are_zeroed(tmp_path: Path) -> None:
+    present = np.ones((SIZES["valid"], 3), dtype=bool)
+    present[:2, 1] = False  # audio not recorded for two samples, yet the file holds non-zero audio there
+    minimal_npz(tmp_path / "p.npz", changes={"valid/present": present})
+    data = load("npz", tmp_path / "p.npz")
+    assert torch.equal(data.valid.present, torch.as_tensor(present)) and data.train.present.all()
+    assert (data.valid.x["audio"][:2] == 0).all() and (data.valid.x["audio"][2:] != 0).any()
+    assert data.provenance["absent_features_zeroed"] == {"valid/audio": 2 * 4}

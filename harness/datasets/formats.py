@@ -51,7 +51,7 @@ class RawData:
     """A whole file: its layout, three splits and what the labels mean.
 
     ``aligned``: the modalities share one time axis (word-aligned files), so missing lengths are derived once
-    from the text and applied to all three. ``notes`` go into the dataset's provenance.
+    from the first modality (the text) and applied to all. ``notes`` go into the dataset's provenance.
     """
 
     layout: str
@@ -62,11 +62,16 @@ class RawData:
     aligned: bool = False
     notes: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modality names in column order: the pickles' (text, audio, vision), or whatever a .npz declares."""
+        return tuple(self.splits["train"].x)
+
 
 def detect(obj: Any, path: Path) -> str:
     """The layout of an unpickled object: ``mmsa``, ``mult`` or ``iemocap-dialogue``; ``ValueError`` otherwise."""
-    if isinstance(obj, Mapping) and isinstance(obj.get("train"), Mapping):
-        keys = obj["train"].keys()
+    if isinstance(obj, Mapping) and "train" in obj:
+        keys = get_split(obj, "train", path).keys()
         if "regression_labels" in keys:
             return "mmsa"
         if "labels" in keys:
@@ -89,10 +94,14 @@ def _keys(keys: Any, limit: int = 12) -> str:
 
 
 def get_split(obj: Mapping, split: str, path: Path) -> Mapping:
-    """``obj[split]`` (``valid`` falls back to ``dev``); a one-line error when it is missing."""
+    """``obj[split]`` (``valid`` falls back to ``dev``); a one-line error when it is missing or not a dict."""
     for key in (split, "dev") if split == "valid" else (split,):
-        if isinstance(obj.get(key), Mapping):
-            return obj[key]
+        if key not in obj:
+            continue
+        if not isinstance(obj[key], Mapping):  # present but unusable: saying "missing" would mislead
+            raise ValueError(f"{path}: split {key!r} is a {type(obj[key]).__name__}, expected a dict of arrays "
+                             f"(keys such as text, audio, vision and the labels)")
+        return obj[key]
     raise ValueError(f"{path}: split {split!r} is missing (the file has {_keys(obj.keys())})")
 
 
@@ -116,9 +125,20 @@ def lengths_of(split: Mapping, key: str, where: str, n: int) -> np.ndarray | Non
     """Optional per-sample lengths ``split[key]`` (N,), or None when absent."""
     if key not in split:
         return None
-    ln = np.asarray(split[key]).reshape(-1)
-    if len(ln) != n or not np.issubdtype(ln.dtype, np.number) or not np.isfinite(ln).all():
-        raise ValueError(f"{where}/{key}: expected {n} finite lengths, got {ln.dtype} {np.shape(split[key])}")
+    return whole_lengths(np.asarray(split[key]).reshape(-1), f"{where}/{key}", n)
+
+
+def whole_lengths(ln: np.ndarray, where: str, n: int) -> np.ndarray:
+    """``ln`` (n,) as int64 after checking every value is a whole number >= 0.
+
+    A cast alone would turn 2.7 into 2 and silently cut a step off the sequence, so fractions are an error.
+    """
+    if ln.shape != (n,) or not np.issubdtype(ln.dtype, np.number) or not np.isfinite(ln).all():
+        raise ValueError(f"{where}: expected {n} finite lengths, got {ln.dtype} {ln.shape}")
+    bad = np.flatnonzero((ln != np.round(ln)) | (ln < 0))
+    if len(bad):
+        raise ValueError(f"{where}: lengths must be whole numbers >= 0, got {ln[bad[0]]:g} for sample {bad[0]} "
+                         f"({len(bad)} of {n} samples)")
     return ln.astype(np.int64)
 
 

@@ -6,12 +6,13 @@ Keys (``M`` modalities, splits ``train``, ``valid``, ``test``)::
     version                int    1
     name                   str    dataset name, e.g. "mosi"
     task                   str    "regression" or "classification"
-    modalities             (M,) str    order of the present mask's columns, e.g. [text, audio, vision]
-    classes                (C,) str    class names by index (empty for regression)
+    modalities             (M,) str    names, in the order of the present mask's columns, e.g. [text, audio,
+                                       vision] or [language, acoustic]; see :func:`check_modalities`
+    classes                (C,) str    class names by index; optional for regression (no classes)
     label_range            (2,) float  optional, regression: labels must lie inside
     provenance             str    optional JSON: where the data came from (written by ``mibench data convert``)
     <split>/<m>            (N, T_m, D_m) float32 features, zero after each sample's length
-    <split>/<m>_lengths    (N,) int64 in [1, T_m]   optional: derived from non-zero rows when absent
+    <split>/<m>_lengths    (N,) whole numbers in [0, T_m]   optional: derived from non-zero rows when absent
     <split>/labels         (N,) float32 scores or int64 class indices
     <split>/ids            (N,) str     optional
     <split>/present        (N, M) bool  optional, all True when absent (which modalities were recorded)
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -32,9 +34,13 @@ from typing import Any, cast
 import numpy as np
 
 from harness.data import SPLITS, Dataset, Task
-from harness.datasets.formats import MODALITIES, RawData, RawSplit
+from harness.datasets.formats import RawData, RawSplit, whole_lengths
 
 FORMAT, VERSION = "mibench-npz", 1
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+# A modality may not be called like the split's other keys, nor like the condition names protocols build
+# from modality names ("full", "all", "a+b"), nor end in "_lengths" (its own lengths key would be ambiguous).
+RESERVED = frozenset({"labels", "ids", "present", "full", "all"})
 
 
 def save_npz(dataset: Dataset, path: Path) -> None:
@@ -99,11 +105,9 @@ def _read(z: Any, path: Path) -> RawData:
         if lr.shape != (2,) or not lr[0] <= lr[1]:
             raise ValueError(f"{path}: label_range: expected (low, high), got {lr.tolist()}")
         label_range = (float(lr[0]), float(lr[1]))
-    modalities = tuple(str(m) for m in _get(z, "modalities", path))
-    if modalities != MODALITIES:
-        raise ValueError(f"{path}: modalities: expected {list(MODALITIES)}, got {list(modalities)}")
-    classes = tuple(str(c) for c in _get(z, "classes", path))
-    splits = {s: _split(z, s, path, task, classes, label_range) for s in SPLITS}
+    modalities = check_modalities(_get(z, "modalities", path), path)
+    classes = _classes(z, path, task)
+    splits = {s: _split(z, s, path, task, classes, label_range, modalities) for s in SPLITS}
     notes: dict[str, Any] = {"name_in_file": str(_get(z, "name", path))}
     if "provenance" in z.files:
         try:
@@ -113,26 +117,45 @@ def _read(z: Any, path: Path) -> RawData:
     return RawData("mibench-npz", splits, cast(Task, task), classes, label_range, notes=notes)
 
 
+def _classes(z: Any, path: Path, task: str) -> tuple[str, ...]:
+    """Class names by index; a regression file may leave the key out (an empty string array is awkward to write)."""
+    if task == "regression" and "classes" not in z.files:
+        return ()
+    classes = tuple(str(c) for c in np.atleast_1d(_get(z, "classes", path)))
+    if task == "classification" and len(classes) < 2:
+        raise ValueError(f"{path}: classes: a classification file needs at least 2 class names, got {list(classes)}")
+    return classes
+
+
+def check_modalities(raw: np.ndarray, path: Path) -> tuple[str, ...]:
+    """The file's modality names, in its order; any names work if they can be keys and condition names."""
+    names = tuple(str(m) for m in np.atleast_1d(raw))
+    bad = [m for m in names if not NAME.fullmatch(m) or m in RESERVED or m.endswith("_lengths")]
+    if not names or bad or len(set(names)) != len(names):
+        raise ValueError(f"{path}: modalities: expected one or more distinct names made of letters, digits, '_' "
+                         f"and '-' (starting with a letter; not {', '.join(sorted(RESERVED))} or *_lengths), "
+                         f"got {list(names)}")
+    return names
+
+
 def _split(z: Any, s: str, path: Path, task: str, classes: tuple[str, ...],
-           label_range: tuple[float, float] | None) -> RawSplit:
+           label_range: tuple[float, float] | None, modalities: tuple[str, ...]) -> RawSplit:
     y = _labels(_get(z, f"{s}/labels", path), f"{path}: {s}/labels", task, classes, label_range)
     n = len(y)
     x, lengths = {}, {}
-    for m in MODALITIES:
+    for m in modalities:
         x[m] = _get(z, f"{s}/{m}", path)
         if x[m].ndim != 3 or len(x[m]) != n or 0 in x[m].shape[1:] or not np.issubdtype(x[m].dtype, np.number):
             raise ValueError(f"{path}: {s}/{m}: expected numeric features ({n}, T, D), got {x[m].dtype} {x[m].shape}")
-        ln = z[f"{s}/{m}_lengths"] if f"{s}/{m}_lengths" in z.files else None
-        if ln is not None and (ln.shape != (n,) or not np.issubdtype(ln.dtype, np.integer)):
-            raise ValueError(f"{path}: {s}/{m}_lengths: expected ({n},) integers, got {ln.dtype} {ln.shape}")
-        lengths[m] = ln
+        key = f"{s}/{m}_lengths"
+        lengths[m] = whole_lengths(z[key], f"{path}: {key}", n) if key in z.files else None
     ids = z[f"{s}/ids"].astype(str) if f"{s}/ids" in z.files else np.array([f"{s}/{i}" for i in range(n)])
-    if len(ids) != n:
-        raise ValueError(f"{path}: {s}/ids: {len(ids)} ids for {n} samples")
+    if ids.shape != (n,):
+        raise ValueError(f"{path}: {s}/ids: expected ({n},) ids, got {ids.shape}")
     present = z[f"{s}/present"] if f"{s}/present" in z.files else None
-    if present is not None and (present.shape != (n, len(MODALITIES)) or present.dtype != bool):
-        raise ValueError(f"{path}: {s}/present: expected bool ({n}, {len(MODALITIES)}), got "
-                         f"{present.dtype} {present.shape}")
+    if present is not None and (present.shape != (n, len(modalities)) or present.dtype != bool):
+        raise ValueError(f"{path}: {s}/present: expected bool ({n}, {len(modalities)}) with columns "
+                         f"{list(modalities)}, got {present.dtype} {present.shape}")
     return RawSplit(x, lengths, y, ids, present)
 
 

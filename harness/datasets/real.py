@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from harness.data import SPLITS, DataOptions, Dataset, DatasetSpec, batch_from_numpy
 from harness.datasets import formats
 from harness.datasets.dialogue import read_dialogue
-from harness.datasets.formats import MODALITIES, RawData
+from harness.datasets.formats import RawData
 from harness.datasets.locate import locate
 from harness.datasets.npz import read_npz, save_npz
 from harness.datasets.preprocess import apply_options
@@ -52,11 +53,14 @@ def sniff(path: Path) -> str:
     return "pickle"
 
 
-def read_raw(path: Path, options: DataOptions) -> RawData:
-    """Read any supported file into RawData, the layout decided by its contents."""
+def read_raw(path: Path, options: DataOptions, name: str | None = None) -> RawData:
+    """Read any supported file into RawData, the layout decided by its contents.
+
+    ``name`` (the dataset asked for, if known) only makes the advice in a refused pickle's error exact.
+    """
     if sniff(path) == "npz":
         return read_npz(path)
-    obj = load_pickle(path, trust=options.trust_pickle)
+    obj = load_pickle(path, trust=options.trust_pickle, name=name)
     layout = formats.detect(obj, path)
     if layout == "mmsa":
         return formats.read_mmsa(obj, path)
@@ -93,7 +97,7 @@ def build(raw: RawData, name: str, path: Path, options: DataOptions) -> Dataset:
             raise ValueError(f"{path}: {s}: the split is empty (no samples left)")
         cleaned[s] = clean_split(raw.splits[s], s, raw.aligned, report, f"{path}: {s}")
     dims, steps = [], []
-    for m in MODALITIES:
+    for m in raw.modalities:
         d = {s: cleaned[s][0][m].shape[2] for s in SPLITS}
         if len(set(d.values())) > 1:
             raise ValueError(f"{path}: {m}: the splits disagree on the feature size {d}")
@@ -103,7 +107,7 @@ def build(raw: RawData, name: str, path: Path, options: DataOptions) -> Dataset:
     for s in SPLITS:
         x = {m: _pad_steps(v, t) for (m, v), t in zip(cleaned[s][0].items(), steps, strict=True)}
         batches[s] = batch_from_numpy(x, raw.splits[s].y, cleaned[s][1], raw.splits[s].present)
-    spec = DatasetSpec(name, MODALITIES, tuple(dims), tuple(steps), raw.task, raw.classes, raw.label_range,
+    spec = DatasetSpec(name, raw.modalities, tuple(dims), tuple(steps), raw.task, raw.classes, raw.label_range,
                        source=f"{raw.layout} file {path}")
     provenance = {"loader": "real", "file": str(Path(path).resolve()), "bytes": Path(path).stat().st_size,
                   "sha256": _sha256(path), "format": raw.layout, "aligned": raw.aligned, **raw.notes,
@@ -126,7 +130,7 @@ def _sha256(path: Path) -> str:
 
 def load_file(name: str, path: Path, options: DataOptions) -> Dataset:
     """Read ``path`` as dataset ``name`` without the optional preprocessing (``mibench data convert`` uses this)."""
-    raw = read_raw(path, options)
+    raw = read_raw(path, options, name)
     check_fits(raw, name, path, options)
     return build(raw, name, path, options)
 
@@ -134,14 +138,19 @@ def load_file(name: str, path: Path, options: DataOptions) -> Dataset:
 def convert(src: Path, dst: Path, name: str | None, options: DataOptions) -> Dataset:
     """Read ``src`` (any supported layout) and write it to ``dst`` in mibench's .npz layout; return the data.
 
-    ``name`` may be omitted for IEMOCAP files; sentiment files need it (MOSI and MOSEI share their layouts).
+    ``name`` may be omitted for IEMOCAP files (only IEMOCAP holds emotion classes). Sentiment files need it:
+    MOSI and MOSEI come in the same layouts with the same keys and label range, so nothing in the file tells
+    them apart reliably (sample counts would, until someone ships a subset).
     """
     if not Path(src).is_file():
         raise FileNotFoundError(f"{src}: no such file")
-    raw = read_raw(src, options)
+    raw = read_raw(src, options, name)
     if name is None:
         if raw.task != "classification":
-            raise ValueError(f"{src}: holds sentiment scores; say which dataset it is: --dataset mosi or mosei")
+            trust = " --trust-pickle" if options.trust_pickle else ""
+            raise ValueError(f"{src}: holds sentiment scores ({raw.layout} layout), and MOSI and MOSEI files look "
+                             f"alike, so say which dataset it is: --dataset mosi or mosei, e.g. 'mibench data "
+                             f"convert mosi={shlex.quote(str(src))} {shlex.quote(str(dst))}{trust}'")
         name = "iemocap"
     check_fits(raw, name, src, options)
     data = build(raw, name, src, options)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import pickle
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,20 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset({
                                 "str", "bytes", "bool", "slice", "range")),
 })
 
-TRUST_HINT = ("If you trust the file, convert it once in a trusted environment with "
-              "'mibench data convert FILE OUT.npz --trust-pickle' and use the .npz.")
+CONVERTIBLE = ("mosi", "mosei", "iemocap")  # the datasets ``mibench data convert`` accepts as NAME=FILE
+
+
+def trust_hint(path: Path, name: str | None) -> str:
+    """Advice with a ``mibench data convert`` command that runs as written (the dataset named, the path quoted).
+
+    The command needs the dataset: MOSI and MOSEI pickles look alike, and the refused file cannot be read to tell.
+    """
+    src = shlex.quote(str(path))
+    dst = shlex.quote(f"{name}.npz") if name in CONVERTIBLE else "OUT.npz"
+    target = f"{name}={src}" if name in CONVERTIBLE else f"NAME={src}"
+    which = "" if name in CONVERTIBLE else " (NAME: mosi, mosei or iemocap, whichever the file holds)"
+    return (f"If you trust the file, convert it once in a trusted environment with "
+            f"'mibench data convert {target} {dst} --trust-pickle'{which} and use the .npz.")
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -66,10 +79,11 @@ class RestrictedUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def load_pickle(path: Path, trust: bool = False) -> Any:
+def load_pickle(path: Path, trust: bool = False, name: str | None = None) -> Any:
     """Unpickle ``path`` through :class:`RestrictedUnpickler` (or plain ``pickle`` when ``trust``).
 
-    Raises ``ValueError`` with a one-line message naming the file for unsafe, truncated or corrupt pickles.
+    Raises ``ValueError`` with a one-line message naming the file for unsafe, truncated or corrupt pickles;
+    ``name`` (the dataset asked for, if known) goes into the suggested convert command.
     """
     try:
         with open(path, "rb") as fh:
@@ -80,7 +94,7 @@ def load_pickle(path: Path, trust: bool = False) -> Any:
         raise ValueError(
             f"{path}: refused to unpickle: it asks for {exc}, which is not a numpy array, dtype or builtin container; "
             f"loading a pickle runs the callables it names, so mibench only admits the classes feature files need. "
-            f"{TRUST_HINT}"
+            f"{trust_hint(path, name)}"
         ) from None
     except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError, KeyError, AttributeError,
             UnicodeDecodeError, MemoryError, OverflowError) as exc:

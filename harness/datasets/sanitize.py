@@ -3,14 +3,18 @@
 For each split and modality, in this order:
 
 1. NaN, +inf and -inf become ``nan_value`` (MMSA audio holds -inf; MMSA and MulT replace it with 0).
-2. Lengths: given ones must lie in [0, T]. Missing ones are derived from the rows that are not all zero:
-   right padding (the usual) gives ``last non-zero step + 1``; a file whose sequences all end at the last
-   step while some start with zero rows is left-padded, and its sequences are moved to the front. In a
-   word-aligned file the text's lengths (from the BERT attention mask when there is one) apply to all three
-   modalities, because they share one time axis.
+2. Lengths: given ones are whole numbers in [0, T] (the readers reject fractions and negatives). Missing
+   ones are derived from the rows that are not all zero: right padding (the usual) gives ``last non-zero
+   step + 1``; a file whose sequences all end at the last step while some start with zero rows is
+   left-padded, and its sequences are moved to the front. In a word-aligned file the first modality's
+   lengths (the text's, from the BERT attention mask when there is one) apply to all modalities, because
+   they share one time axis.
 3. Steps beyond a sample's length are set to zero; rows that were not zero are counted as "padding zeroed".
 4. A sequence of length 0 (nothing but zeros) keeps one zero step (Batch needs length >= 1) and is counted
    as empty. Its ``present`` flag stays True: the file says the modality was recorded.
+5. Where the file's ``present`` mask (``.npz`` only) marks a modality absent, its features are zeroed and
+   the non-zero ones counted, as :meth:`Batch.drop` does, so a method that ignores ``present`` cannot read
+   what the file says was not recorded.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.datasets.formats import MODALITIES, RawSplit
+from harness.datasets.formats import RawSplit
 
 
 @dataclass
@@ -32,6 +36,7 @@ class Report:
     padding_zeroed: dict[str, int] = field(default_factory=dict)
     empty: dict[str, int] = field(default_factory=dict)
     left_padded: list[str] = field(default_factory=list)
+    absent_zeroed: dict[str, int] = field(default_factory=dict)
 
     def as_provenance(self) -> dict[str, Any]:
         return {
@@ -41,6 +46,7 @@ class Report:
             "padding_zeroed_steps": self.padding_zeroed,
             "empty_sequences": self.empty,
             "left_padding_moved": self.left_padded,
+            "absent_features_zeroed": self.absent_zeroed,
         }
 
 
@@ -97,9 +103,19 @@ def zero_beyond(x: np.ndarray, lengths: np.ndarray, chunk: int = 2048) -> int:
 
 
 def check_lengths(lengths: np.ndarray, steps: int, where: str) -> None:
-    if len(lengths) and (lengths.min() < 0 or lengths.max() > steps):
-        raise ValueError(f"{where}: lengths longer than the sequence (or negative): they span "
+    """Given lengths (already whole and >= 0, see ``formats.whole_lengths``) must fit the ``steps`` stored."""
+    if len(lengths) and lengths.max() > steps:
+        raise ValueError(f"{where}: lengths longer than the sequence: they span "
                          f"[{lengths.min()}, {lengths.max()}] but the features hold {steps} steps")
+
+
+def zero_absent(x: np.ndarray, present: np.ndarray | None) -> int:
+    """Zero (in place) the samples whose ``present`` flag (N,) is False; return how many rows were not zero."""
+    if present is None or present.all():
+        return 0
+    rows = int((x[~present] != 0).any(axis=-1).sum())
+    x[~present] = 0.0
+    return rows
 
 
 def clean_split(raw: RawSplit, split: str, aligned: bool, report: Report, where: str
@@ -107,7 +123,8 @@ def clean_split(raw: RawSplit, split: str, aligned: bool, report: Report, where:
     """Cleaned float32 features (N, T_m, D_m) and int64 lengths (N,) in [1, T_m] for one split."""
     xs, lens = {}, {}
     shared: tuple[np.ndarray, np.ndarray] | None = None
-    for m in MODALITIES:
+    first = next(iter(raw.x))  # aligned files: the text, whose lengths every modality shares
+    for j, m in enumerate(raw.x):
         key = f"{split}/{m}"
         x, counts = replace_nonfinite(raw.x[m], report.nan_value)
         if counts:
@@ -116,11 +133,11 @@ def clean_split(raw: RawSplit, split: str, aligned: bool, report: Report, where:
         if given is not None:
             check_lengths(given, x.shape[1], f"{where}/{m}_lengths")
             lengths, offsets = given.astype(np.int64), np.zeros(len(given), dtype=np.int64)
-        elif aligned and shared is not None and x.shape[1] == xs["text"].shape[1]:
+        elif aligned and shared is not None and x.shape[1] == xs[first].shape[1]:
             lengths, offsets = shared
         else:
             lengths, offsets = derive_lengths(x)
-        if m == "text":
+        if m == first:
             shared = (lengths, offsets)
         if offsets.any():
             x = shift_left(x, offsets)
@@ -131,5 +148,7 @@ def clean_split(raw: RawSplit, split: str, aligned: bool, report: Report, where:
             report.padding_zeroed[key] = junk
         if empty := int((lengths == 0).sum()):
             report.empty[key] = empty
+        if absent := zero_absent(x, None if raw.present is None else raw.present[:, j]):
+            report.absent_zeroed[key] = absent
         xs[m], lens[m] = x, np.maximum(lengths, 1)
     return xs, lens

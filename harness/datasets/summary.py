@@ -47,6 +47,7 @@ def describe(data: Dataset) -> dict[str, Any]:
         "padding_zeroed_steps": prov.get("padding_zeroed_steps", {}),
         "empty_sequences": prov.get("empty_sequences", {}),
         "left_padding_moved": prov.get("left_padding_moved", []),
+        "absent_features_zeroed": prov.get("absent_features_zeroed", {}),
         "notes": {k: v for k, v in prov.items() if k in ("aligned", "label_view", "dropped_frustrated",
                                                           "dropped_not_exactly_one_emotion", "text_lengths",
                                                           "valid_dialogues", "preprocessing", "converted_from")},
