@@ -31,14 +31,28 @@ def fail(message: str) -> typer.Exit:
 
 
 class RichProgress:
-    """Progress bar over cells with the current cell and its epoch."""
+    """Progress bar over cells with the current cell(s) and, in a sequential run, the epoch. The bar appears
+    only once the run starts, so an error found while checking the inputs is the only thing printed."""
 
     def __init__(self, progress: Progress) -> None:
         self.p = progress
         self.task = progress.add_task("cells", total=0)
+        self.current, self.started = "", False
 
     def start(self, total: int, done: int) -> None:
         self.p.update(self.task, total=total, completed=done)
+        self.p.start()
+        self.started = True
+
+    def stop(self) -> None:
+        if self.started:
+            self.p.update(self.task, description="cells")
+            self.p.stop()
+
+    def running(self, cells: list) -> None:
+        names = [f"{c.dataset} · {c.method} · seed {c.seed}" for c in cells]
+        shown = "; ".join(names[:2]) + (f" (+{len(names) - 2})" if len(names) > 2 else "")
+        self.p.update(self.task, description=f"running: {shown}" if names else "waiting for workers")
 
     def cell(self, cell) -> None:
         self.current = f"{cell.dataset} · {cell.method} · seed {cell.seed}"
@@ -89,9 +103,13 @@ def run(
             workers=workers,
             nan_value=nan_value, pool=pool, standardize=standardize, iemocap_classes=iemocap_classes,
         )
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err, transient=False) as bar:
-            summary = runner.run(cfg, RichProgress(bar), overwrite=overwrite)
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       console=err, transient=False, auto_refresh=True)
+        progress = RichProgress(bar)
+        try:
+            summary = runner.run(cfg, progress, overwrite=overwrite, table_metric=metric)
+        finally:
+            progress.stop()
     except (ValueError, UnknownNameError, RunExistsError, FileNotFoundError, ImportError) as exc:
         raise fail(str(exc)) from None
     _finish_report(summary.out, metric)
@@ -132,7 +150,10 @@ def list_(
     conditions: Annotated[bool, typer.Option(help="List every protocol condition (on synth-mosi, tiny).")] = False,
 ) -> None:
     """List what is registered."""
-    builtins.load()
+    try:
+        builtins.load()
+    except ImportError as exc:
+        raise fail(str(exc)) from None
     table = Table(box=None)
     if kind == "methods":
         table.add_column("method"), table.add_column("paper")
@@ -222,8 +243,8 @@ def report(
     from reports.report import ReportOptions, markdown_tables, write_report
     from reports.tables import StatsOptions
 
-    builtins.load()
     try:
+        builtins.load()
         for module in plugin or []:
             import_plugin(module)
         stats = StatsOptions(reference=None if reference == "none" else reference, test=test, correction=correction)

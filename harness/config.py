@@ -67,8 +67,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not self.seeds:
             raise ValueError("seeds: at least one seed is needed")
-        if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in self.seeds):
-            raise ValueError(f"seeds must be non-negative integers, got {list(self.seeds)}")
+        if any(not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < 2**63 for s in self.seeds):
+            raise ValueError(f"seeds must be non-negative integers below 2**63, got {list(self.seeds)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
         if not isinstance(self.threads, int) or self.threads < 1:
@@ -99,16 +99,28 @@ def to_jsonable(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
+MAX_SEEDS = 1000  # a typo guard: 10^4 seeds of one cell is never a real plan
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """``3`` means seeds 0, 1, 2; ``1,5,9`` lists them explicitly."""
+    """``3`` means seeds 0, 1, 2; ``1,5,9`` lists them explicitly (non-negative, distinct, no empty items)."""
+    usage = "--seeds must be a count (e.g. 3) or a comma list (e.g. 0,1,2)"
     try:
         if "," in text:
-            return tuple(int(s) for s in text.split(",") if s.strip())
+            items = [s.strip() for s in text.split(",")]
+            if not all(items):
+                raise ValueError(f"{usage}; the list {text!r} has an empty item")
+            seeds = tuple(int(s) for s in items)
+            if any(s >= 2**63 for s in seeds):
+                raise ValueError(f"--seeds: seeds must be below 2**63, got {text!r}")
+            return seeds
         n = int(text)
-    except ValueError:
-        raise ValueError(f"--seeds must be a count (e.g. 3) or a comma list (e.g. 0,1,2), got {text!r}") from None
+    except ValueError as exc:
+        raise ValueError(str(exc) if str(exc).startswith("--seeds") else f"{usage}, got {text!r}") from None
     if n < 1:
         raise ValueError(f"--seeds must be at least 1, got {n}")
+    if n > MAX_SEEDS:
+        raise ValueError(f"--seeds {n} is more than {MAX_SEEDS} seeds; give a smaller count or an explicit list")
     return tuple(range(n))
 
 
@@ -173,7 +185,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return None
         return _coerce(value, args[0], where)
     if origin is tuple:
-        items = value.split(",") if isinstance(value, str) else list(value)
+        # "--set f=" is the empty tuple; "a,b" or a TOML list gives the items
+        items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
         inner = typing.get_args(hint)[0]
         return tuple(_coerce(v, inner, where) for v in items)
     if origin is typing.Literal:

@@ -14,6 +14,7 @@ import difflib
 import fnmatch
 import importlib
 import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
@@ -39,6 +40,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T] = {}
         self._hidden: set[str] = set()
+        self._origins: dict[str, str | None] = {}
 
     def register(self, name: str, *, hidden: bool = False) -> Callable[[T], T]:
         """Decorator: ``@METHODS.register("vanilla_fusion")``."""
@@ -55,13 +57,20 @@ class Registry(Generic[T]):
         if name in self._items:
             raise ValueError(f"Duplicate {self.kind} name {name!r}: already registered as {self._items[name]!r}")
         self._items[name] = obj
+        self._origins[name] = _registering_module()
         if hidden:
             self._hidden.add(name)
+
+    def origin(self, name: str) -> str | None:
+        """The module whose import registered ``name`` (importing it in a fresh process registers it again), or
+        None when the registration cannot be repeated that way (made inside a function, or by ``__main__``)."""
+        return self._origins.get(name)
 
     def remove(self, name: str) -> None:
         """Unregister (tests that register throw-away entries clean up with this)."""
         self._items.pop(name, None)
         self._hidden.discard(name)
+        self._origins.pop(name, None)
 
     def get(self, name: str) -> T:
         try:
@@ -116,12 +125,30 @@ class Registry(Generic[T]):
         return len(self._items)
 
 
+def _registering_module() -> str | None:
+    """The module whose top-level code (directly, or through decorators and helpers it calls) is registering:
+    the innermost module frame on the stack. None when that is ``__main__`` (a script, or a test runner calling
+    a function): importing a module in a fresh process would not repeat the registration."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_name != "<module>":
+        frame = frame.f_back
+    if frame is None or frame.f_globals.get("__name__") in (None, "__main__", __name__):
+        return None
+    return frame.f_globals.get("__name__")
+
+
 def load_plugins(kinds: Iterable[str] = ("methods", "datasets", "protocols", "corruptions", "metrics")) -> list[str]:
     """Import every module advertised under the ``mibench.<kind>`` entry-point groups; return their names."""
     loaded = []
     for kind in kinds:
         for ep in entry_points(group=f"mibench.{kind}"):
-            ep.load()
+            try:
+                ep.load()
+            except Exception as exc:  # a broken third-party package must not look like a mibench crash
+                dist = getattr(ep.dist, "name", "an installed package")
+                raise ImportError(f"The plugin {ep.value!r} (entry point {ep.name!r} in group mibench.{kind}, from "
+                                  f"{dist}) failed to import: {type(exc).__name__}: {exc}. Fix or uninstall "
+                                  f"that package.") from exc
             loaded.append(ep.value)
     return loaded
 

@@ -22,16 +22,16 @@ dataset with utterance-level features, T = 1, is an error before training). A pr
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import multiprocessing
 import os
-import platform
 import re
 import shutil
-import subprocess
+import threading
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,14 +42,15 @@ import torch
 
 from corruptions.base import Protocol
 from corruptions.spec import FeatureStats
-from harness import __version__, builtins
-from harness.config import RunConfig, check_global_options, default_out_dir, method_config, to_jsonable
+from harness import builtins
+from harness.config import RunConfig, check_global_options, default_out_dir, method_config
 from harness.data import DataOptions, Dataset
 from harness.evaluate import evaluate, expand, prediction_arrays, to_records
-from harness.registry import DATASETS, METHODS, PROTOCOLS, import_plugin
+from harness.provenance import identity, run_meta
+from harness.registry import CORRUPTIONS, DATASETS, METHODS, METRICS, PROTOCOLS, import_plugin
 from harness.seeding import seed_everything, stable_seed, torch_generator
 from harness.store import RunStore, now
-from harness.training import FitContext
+from harness.training import FitContext, resolve_select_metric
 
 log = logging.getLogger(__name__)
 SMOKE_PRESETS = ("tiny",)
@@ -67,12 +68,14 @@ class Cell:
 
 
 class Progress(TypingProtocol):
-    """What the runner reports; the CLI draws a progress bar from it."""
+    """What the runner reports; the CLI draws a progress bar from it. ``cell`` names the cell a sequential run
+    starts; ``running`` lists the cells in worker processes now (parallel runs)."""
 
     def start(self, total: int, done: int) -> None: ...
     def cell(self, cell: Cell) -> None: ...
     def epoch(self, epoch: int, total: int) -> None: ...
     def finished(self, cell: Cell, status: str) -> None: ...
+    def running(self, cells: list[Cell]) -> None: ...
 
 
 @dataclass
@@ -124,6 +127,35 @@ def parse_dataset(entry: str, config: RunConfig) -> tuple[str, DataOptions]:
                              iemocap_classes=config.iemocap_classes)
 
 
+def parse_datasets(config: RunConfig) -> dict[str, DataOptions]:
+    """``name`` / ``name=PATH`` entries -> options per dataset; a name given twice is an error (one would be lost)."""
+    parsed = [parse_dataset(d, config) for d in config.datasets]
+    names = [n for n, _ in parsed]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"--datasets names {', '.join(repeated)} more than once ({', '.join(config.datasets)}); "
+                         "a run holds one file per dataset name: use separate --out runs for other files")
+    return dict(parsed)
+
+
+def check_metrics(plan: Plan, datasets: dict[str, Dataset], table_metric: str | None) -> None:
+    """Every method's selection metric must fit every dataset's task, and the final table's metric (``--metric``)
+    must be a metric of at least one dataset's task; both are checked before any training."""
+    tasks = {d.spec.task for d in datasets.values()}
+    for method, cfg in plan.method_configs.items():
+        for name, data in datasets.items():
+            try:
+                resolve_select_metric(cfg, data.spec.task)
+            except ValueError as exc:
+                raise ValueError(f"method {method}: {exc} ({name}); set {method}.select_metric=auto") from None
+    if table_metric is not None:
+        spec = METRICS.get(table_metric)
+        if spec.task not in tasks:
+            valid = sorted(n for n, m in METRICS.entries() if m.task in tasks)
+            raise ValueError(f"--metric {table_metric} is a {spec.task} metric but this run's datasets are "
+                             f"{', '.join(sorted(tasks))}; valid: {', '.join(valid)}")
+
+
 def prepare(config: RunConfig) -> Plan:
     """Resolve and validate every name and option; no data is loaded and nothing is trained."""
     builtins.load()
@@ -132,8 +164,10 @@ def prepare(config: RunConfig) -> Plan:
     methods = METHODS.resolve(config.methods)
     check_global_options(config.method_options, methods)
     configs = {m: method_config(m, config.method_options) for m in methods}
-    datasets = dict(parse_dataset(d, config) for d in config.datasets)
-    protocols = [PROTOCOLS.get(p) for p in PROTOCOLS.resolve(config.protocols)]
+    datasets = parse_datasets(config)
+    # A glob never selects the held-out validation family (tuning only); naming it is refused by ``expand``.
+    protocols = [PROTOCOLS.get(p) for p in PROTOCOLS.resolve(config.protocols)
+                 if p in config.protocols or not PROTOCOLS.get(p).held_out]
     out = Path(config.out).expanduser() if config.out else default_out_dir(config.identity_hash())
     plan = Plan(config, methods, datasets, protocols, configs, resolve_device(config.device), out,
                 explicit_protocols={p for p in config.protocols if p in PROTOCOLS})
@@ -152,39 +186,6 @@ def load_datasets(plan: Plan) -> dict[str, Dataset]:
         expand(protocols, data.spec, FeatureStats.from_batch(data.train))
         loaded[name] = data
     return loaded
-
-
-def run_meta(plan: Plan, datasets: dict[str, Dataset]) -> dict[str, Any]:
-    return {
-        "config": to_jsonable(plan.config),
-        "out": str(plan.out),
-        "method_configs": {m: dataclasses.asdict(c) for m, c in plan.method_configs.items()},
-        "protocols": [{"name": p.name, "version": p.version, "hash": p.digest(), "params": dataclasses.asdict(p)}
-                      for p in plan.protocols],
-        "datasets": {n: {"spec": dataclasses.asdict(d.spec), "provenance": dict(d.provenance),
-                         "sizes": {s: len(d.split(s)) for s in ("train", "valid", "test")},
-                         "skipped_protocols": plan.protocols_for(d)[1]}
-                     for n, d in datasets.items()},
-        "versions": {"mibench": __version__, "torch": torch.__version__, "numpy": np.__version__,
-                     "python": platform.python_version()},
-        "git": git_state(),
-        "device": str(plan.device),
-        "device_name": torch.cuda.get_device_name(plan.device) if plan.device.type == "cuda" else platform.processor(),
-        "host": platform.node(),
-    }
-
-
-def git_state() -> dict[str, Any]:
-    """Commit and dirty flag of the mibench source tree, when it is a git checkout."""
-    src = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip() != ""
-        return {"commit": commit, "dirty": dirty}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
 
 
 def run_cell(cell: Cell, data: Dataset, plan: Plan, progress: Progress | None,
@@ -245,8 +246,33 @@ def _prepare_process(config: RunConfig) -> tuple[Plan, dict[str, Dataset], dict[
     return plan, datasets, stats
 
 
-def _worker_init(config: RunConfig) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """Worker side: end this process when the runner that started it is gone (killed, even with SIGKILL), instead
+    of training on as an orphan whose results nobody would store."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _registering_modules(plan: Plan) -> list[str] | None:
+    """Modules a fresh worker process must import to see everything this process registered (the run's
+    methods, datasets and protocols, every metric and corruption), or None if some entry was registered in a
+    way a fresh process cannot repeat (inside a function, or by ``__main__``)."""
+    entries = [(METHODS, n) for n in plan.methods] + [(DATASETS, n) for n in plan.datasets]
+    entries += [(PROTOCOLS, p.name) for p in plan.protocols]
+    entries += [(METRICS, n) for n, _ in METRICS.entries()] + [(CORRUPTIONS, n) for n, _ in CORRUPTIONS.entries()]
+    origins = [registry.origin(name) for registry, name in entries]
+    if any(o is None for o in origins):
+        return None
+    return sorted(set(origins))
+
+
+def _worker_init(config: RunConfig, parent: int, modules: list[str]) -> None:
     global _WORKER
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    builtins.load()
+    for module in modules:
+        importlib.import_module(module)
     plan, datasets, stats = _prepare_process(config)
     _WORKER = plan, {n: d.to(plan.device) for n, d in datasets.items()}, stats
 
@@ -264,31 +290,57 @@ def _worker_cell(cell: Cell):
     return _attempt(cell, plan, datasets[cell.dataset], stats[cell.dataset], None)
 
 
-def _store_result(store: RunStore, summary: Summary, result, progress: Progress | None) -> None:
+def _store_result(store: RunStore, summary: Summary, result, progress: Progress | None,
+                  code: dict[str, Any]) -> None:
     cell, payload, error = result
     if error is None:
         records, preds, info = payload
-        store.write_cell(cell.id, records, preds, **info)
+        store.write_cell(cell.id, records, preds, git=code, **info)
         summary.done.append(cell.id)
     else:
         log.error("cell %s failed: %s", cell.id, error[0])
-        store.mark(cell.id, "failed", error=error[0], traceback=error[1])
+        store.mark(cell.id, "failed", error=error[0], traceback=error[1], git=code)
         summary.failed[cell.id] = error[0]
     if progress:
         progress.finished(cell, store.cell_status(cell.id) or "failed")
 
 
-def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = False) -> Summary:
+def _run_parallel(plan: Plan, todo: list[Cell], workers: int, store: RunStore, summary: Summary,
+                  progress: Progress | None, code: dict[str, Any], modules: list[str]) -> None:
+    """Cells in worker processes; this process alone writes the store, as results arrive."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_worker_init,
+                             initargs=(plan.config, os.getpid(), modules)) as pool:
+        pending = {}
+        for cell in todo:  # queued until its worker's result arrives; anything not done is redone on resume
+            store.mark(cell.id, "queued", queued_at=now())
+            pending[pool.submit(_worker_cell, cell)] = cell
+        while pending:
+            if progress:
+                progress.running([c for f, c in pending.items() if f.running()])
+            finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                del pending[fut]
+                _store_result(store, summary, fut.result(), progress, code)
+
+
+def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = False,
+        table_metric: str | None = None) -> Summary:
     """Run every cell of ``config`` (skipping finished ones) and return what happened.
 
     With more than one worker (``config.workers``; 0 = one per CPU core on a CPU, one on a GPU) cells run in
     worker processes that each load the data themselves; this process stays the only writer of the run
-    directory.
+    directory. ``table_metric``: the metric of the table the caller prints afterwards, checked up front.
     """
     plan, datasets, stats = _prepare_process(config)
+    check_metrics(plan, datasets, table_metric)
+    ident = identity(plan, datasets)
     if overwrite and (plan.out / "run.json").exists():
         shutil.rmtree(plan.out)
-    store = RunStore.open(plan.out, config.identity(), run_meta(plan, datasets), defaults=RunConfig().identity())
+    # A run made before data fingerprints were stored cannot be checked against the data: it is taken as is.
+    defaults = {**RunConfig().identity(), "method_options": {}, "data": ident["data"]}
+    meta = run_meta(plan, datasets)
+    store = RunStore.open(plan.out, ident, meta, defaults=defaults)
     store.meta.pop("reportable", None)  # re-decided when this run ends; absent = unfinished
     summary = Summary(plan.out, [], {}, [])
     todo = [c for c in plan.cells if not store.is_done(c.id)]
@@ -296,16 +348,13 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
     if progress:
         progress.start(len(plan.cells), len(summary.skipped))
     workers = config.workers or (1 if plan.device.type == "cuda" else max(1, (os.cpu_count() or 1) // config.threads))
-    if workers > 1 and len(todo) > 1:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_worker_init,
-                                 initargs=(config,)) as pool:
-            futures = []
-            for cell in todo:  # queued until its worker's result arrives; anything not done is redone on resume
-                store.mark(cell.id, "queued", queued_at=now())
-                futures.append(pool.submit(_worker_cell, cell))
-            for fut in as_completed(futures):
-                _store_result(store, summary, fut.result(), progress)
+    code = meta["git"]  # the code that trains this session's cells, recorded per cell
+    modules = _registering_modules(plan) if workers > 1 and len(todo) > 1 else None
+    if workers > 1 and len(todo) > 1 and modules is None:
+        log.warning("running sequentially: an entry of this run was registered inside a function or by __main__, "
+                    "which worker processes cannot repeat; register it at a module's top level to run in parallel")
+    if modules is not None:
+        _run_parallel(plan, todo, workers, store, summary, progress, code, modules)
     else:
         datasets = {n: d.to(plan.device) for n, d in datasets.items()}
         for cell in todo:
@@ -313,7 +362,7 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
                 progress.cell(cell)
             store.mark(cell.id, "running", started_at=now())
             _store_result(store, summary, _attempt(cell, plan, datasets[cell.dataset], stats[cell.dataset],
-                                                   progress), progress)
+                                                   progress), progress, code)
     store.meta["finished_at"] = now()
     store.meta["reportable"] = reportability(plan, store)
     store.save_meta()

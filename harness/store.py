@@ -32,6 +32,10 @@ RECORD_COLUMNS = (
 )
 
 
+# Execution environment recorded again on every resume (``run.json`` ``resumes``); the first run's stays on top.
+RESUME_KEYS = ("versions", "git", "device", "device_name", "host", "config")
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -78,10 +82,11 @@ class RunStore:
             stored = {**{k: v for k, v in (defaults or {}).items() if k in identity}, **store.meta.get("identity", {})}
             if stored != dict(identity):
                 raise RunExistsError(store.mismatch_message(identity, stored))
-            store.meta["identity"] = dict(identity)
+            store.meta["identity"] = {**store.meta.get("identity", {}), **identity}
             store.prune()
-            store.meta.update({k: v for k, v in meta.items() if k not in ("cells", "identity")})
-            store.meta["resumed_at"] = store.meta.get("resumed_at", []) + [now()]
+            # What the run started with stays as it was; each resume appends the environment it ran in.
+            env = {k: meta[k] for k in RESUME_KEYS if k in meta}
+            store.meta["resumes"] = [*store.meta.get("resumes", []), {"at": now(), **env}]
         else:
             if store.root.exists() and any(store.root.iterdir()):
                 raise RunExistsError(f"{store.root} exists, is not empty and holds no run.json; choose another --out")
@@ -102,8 +107,10 @@ class RunStore:
     def mismatch_message(self, identity: Mapping[str, Any], old: Mapping[str, Any]) -> str:
         diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
         details = "; ".join(f"{k}: stored {old.get(k)!r}, now {identity.get(k)!r}" for k in diff)
-        return (f"{self.root} holds a run with a different config ({details}). Re-run with the same options to "
-                f"resume it, choose another --out, or pass --overwrite to discard it.")
+        why = (" The data differ from the data the run started with (a replaced file, or a mibench version whose "
+               "loader or generator gives other numbers)." if "data" in diff else "")
+        return (f"{self.root} holds a run with a different config ({details}).{why} Re-run with the same options "
+                f"to resume it, choose another --out, or pass --overwrite to discard it.")
 
     # -- cells ---------------------------------------------------------------------------------------
     def cell_status(self, cell: str) -> str | None:
@@ -136,26 +143,32 @@ class RunStore:
         """Drop records of cells not marked done, and a partial trailing line from an interrupted append."""
         if not self.records_path.exists():
             return
+        rows, dropped = self._done_rows()
+        if dropped:
+            lines = "".join(json.dumps(r, allow_nan=True) + "\n" for r in rows)
+            atomic_write(self.records_path, lines.encode())
+
+    # -- reading -------------------------------------------------------------------------------------
+    def records(self) -> pd.DataFrame:
+        if not self.records_path.exists():
+            return pd.DataFrame(columns=[*RECORD_COLUMNS, "cell"])
+        return pd.DataFrame(self._done_rows()[0], columns=[*RECORD_COLUMNS, "cell"])
+
+    def _done_rows(self) -> tuple[list[dict[str, Any]], int]:
+        """Complete records of cells marked done, and how many lines were not (a run killed mid-cell leaves
+        some until it is resumed; readers must not see them)."""
         done = {c for c, e in self.meta.get("cells", {}).items() if e.get("status") == "done"}
-        kept, dropped = [], 0
+        rows, dropped = [], 0
         for line in self.records_path.read_text(encoding="utf-8").splitlines(keepends=True):
             try:
                 row = json.loads(line) if line.endswith("\n") else None
             except json.JSONDecodeError:
                 row = None
             if row is not None and row.get("cell") in done:
-                kept.append(line)
+                rows.append(row)
             else:
                 dropped += 1
-        if dropped:
-            atomic_write(self.records_path, "".join(kept).encode())
-
-    # -- reading -------------------------------------------------------------------------------------
-    def records(self) -> pd.DataFrame:
-        if not self.records_path.exists():
-            return pd.DataFrame(columns=[*RECORD_COLUMNS, "cell"])
-        rows = [json.loads(line) for line in self.records_path.read_text(encoding="utf-8").splitlines() if line]
-        return pd.DataFrame(rows, columns=[*RECORD_COLUMNS, "cell"])
+        return rows, dropped
 
     def predictions(self, cell: str) -> dict[str, np.ndarray]:
         with np.load(self.pred_dir / f"{cell}.npz", allow_pickle=False) as z:

@@ -91,3 +91,65 @@ def test_run_bad_input_is_one_line_error(args: list[str], message: str, tmp_path
     assert res.exit_code == 2, res.output
     assert "error:" in res.output and message in res.output.replace("\n", " ")
     assert "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("argv", [[], ["run"]])
+def test_no_options_runs_the_embedded_default(argv: list[str], monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    from harness import runner
+    from harness.registry import METHODS
+
+    seen = {}
+
+    def capture(cfg, progress=None, overwrite=False, table_metric=None):
+        seen["plan"] = runner.prepare(cfg)
+        raise ValueError("stop here: the plan is what this test checks")
+
+    monkeypatch.setenv("MIBENCH_HOME", str(tmp_path))
+    monkeypatch.setattr(runner, "run", capture)
+    res = cli.invoke(app, argv)
+    assert res.exit_code == 2 and "stop here" in res.output
+    plan = seen["plan"]
+    assert plan.methods == METHODS.resolve(["all"]) and len(plan.methods) >= 4
+    assert list(plan.datasets) == ["synth-mosi", "synth-iemocap"]
+    assert {o.preset for o in plan.datasets.values()} == {"small"} and plan.config.seeds == (0, 1, 2)
+    assert [p.name for p in plan.protocols] == ["fixed_pattern", "random_missing", "noise"]
+    assert plan.out.parent == tmp_path / "runs"
+
+
+def test_failed_cells_exit_nonzero_with_a_summary(tmp_path: Path) -> None:
+    res = cli.invoke(app, ["run", "--methods", "test_nan_plugin", "--plugin", "plugin_nan", "--datasets",
+                           "synth-mosi", "--seeds", "1", "--out", str(tmp_path / "r"), *FAST])
+    assert res.exit_code == 1, res.output
+    assert "1 cell(s) failed:" in res.output
+    assert "synth-mosi__test_nan_plugin__seed0: NonFiniteLossError: non-finite training loss" in res.output
+
+
+def test_plugin_option_registers_a_method_for_the_run(tmp_path: Path) -> None:
+    res = cli.invoke(app, ["run", "--methods", "test_plugin_mean", "--plugin", "plugin_method", "--datasets",
+                           "synth-iemocap", "--seeds", "2", "--workers", "2", "--out", str(tmp_path / "r"), *FAST])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"\(2\s+trained", res.output) and re.search(r"\| test_plugin_mean +\|", res.output)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--metric", "acc8"], "Unknown metric 'acc8'. Did you mean 'acc7'"),
+    (["--datasets", "synth-mosi", "--metric", "wa"], "--metric wa is a classification metric"),
+    (["--seeds", "0,"], "has an empty item"),
+    (["--datasets", "synth-mosi,synth-mosi"], "names synth-mosi more than once"),
+])
+def test_run_errors_come_before_training(args: list[str], message: str, tmp_path: Path) -> None:
+    res = cli.invoke(app, ["run", "--out", str(tmp_path / "r"), "--preset", "tiny", *args])
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("error:") and message in res.output.replace("\n", " ")
+    assert not (tmp_path / "r").exists()
+
+
+def test_cuda_without_a_gpu_is_one_line(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the no-GPU error cannot occur")
+    res = cli.invoke(app, ["run", "--device", "cuda", "--out", str(tmp_path / "r"), "--preset", "tiny"])
+    assert res.exit_code == 2
+    assert res.output.strip().count("\n") == 0 and "no CUDA GPU is available" in res.output

@@ -69,3 +69,21 @@ def test_entry_point_plugins_are_imported(monkeypatch: pytest.MonkeyPatch) -> No
 def test_import_plugin_error_names_module() -> None:
     with pytest.raises(ImportError, match="Could not import plugin module 'no_such_module_xyz'"):
         registry.import_plugin("no_such_module_xyz")
+
+
+def test_a_broken_entry_point_plugin_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    ep = EntryPoint(name="broken", value="no_such_plugin_module_xyz", group="mibench.methods")
+    monkeypatch.setattr(registry, "entry_points", lambda group: [ep] if group == "mibench.methods" else [])
+    with pytest.raises(ImportError, match="The plugin 'no_such_plugin_module_xyz' \\(entry point 'broken' in group "
+                                          "mibench.methods"):
+        registry.load_plugins()
+
+
+def test_origin_is_the_module_whose_import_registered_the_entry() -> None:
+    import plugin_method
+
+    assert METHODS.origin("vanilla_fusion") == "baselines.vanilla_fusion"
+    assert METHODS.origin(plugin_method.NAME) == "plugin_method"
+    reg: Registry[int] = Registry("thing")
+    reg.add("inside_a_function", 0)  # a fresh process cannot repeat this registration by importing a module
+    assert reg.origin("inside_a_function") is None

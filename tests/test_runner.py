@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -105,33 +106,72 @@ def test_partial_trailing_line_is_dropped_on_resume(tmp_path: Path) -> None:
     assert len(RunStore.read(tmp_path / "r").records()) == 56
 
 
-def test_killed_process_resumes_with_exactly_one_record_each(tmp_path: Path) -> None:
+def _children(pid: int) -> list[int]:
+    """Pids of ``pid``'s child processes (Linux /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_killed_process_resumes_with_exactly_one_record_each(tmp_path: Path, workers: int) -> None:
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "harness", "run", "--methods", "vanilla_fusion", "--datasets", "synth-mosi",
-           "--seeds", "2", "--preset", "tiny", "--out", str(out), "--device", "cpu", "--set", "epochs=40",
-           "--workers", "1",
-           "--protocols", "fixed_pattern"]
+           "--seeds", "3", "--preset", "tiny", "--out", str(out), "--device", "cpu", "--set", "epochs=40",
+           "--workers", str(workers), "--protocols", "fixed_pattern"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:  # kill once cell 1 is done and cell 2 running
+    deadline, cells = time.time() + 120, {}
+    while time.time() < deadline and proc.poll() is None:  # kill once one cell is done and others are not
         run_json = out / "run.json"
         if run_json.exists():
             cells = json.loads(run_json.read_text())["cells"]
-            if any(c["status"] == "running" for k, c in cells.items() if k.endswith("seed1")):
+            if 0 < sum(c["status"] == "done" for c in cells.values()) < 3:
                 break
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
+    kids = _children(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     cells = json.loads((out / "run.json").read_text())["cells"]
-    assert cells["synth-mosi__vanilla_fusion__seed0"]["status"] == "done"
-    assert cells["synth-mosi__vanilla_fusion__seed1"]["status"] == "running"
+    assert any(c["status"] == "done" for c in cells.values())
+    assert any(c["status"] != "done" for c in cells.values())
+    # worker processes must not train on as orphans once the runner is gone
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(k) for k in kids):
+        time.sleep(0.2)
+    assert not any(_alive(k) for k in kids), "worker processes outlived the killed runner"
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rec = RunStore.read(out).records()
     assert not rec.duplicated(KEY).any()
-    assert len(rec) == 2 * 7 * 8
+    assert len(rec) == 3 * 7 * 8
+
+
+def test_readers_never_see_records_of_unfinished_cells(tmp_path: Path) -> None:
+    cfg = config(tmp_path / "r", datasets=("synth-mosi",), seeds=(0,))
+    runner.run(cfg)
+    store = RunStore.read(tmp_path / "r")
+    lines = store.records_path.read_text()
+    # as a run killed mid-append leaves it: another cell's complete records, then a torn line
+    with open(store.records_path, "a") as fh:
+        fh.write(lines.replace("seed0", "seed1").replace('"seed": 0', '"seed": 1'))
+        fh.write('{"cell": "synth-mosi__vanilla_fusion__seed1", "value": 1')
+    assert len(RunStore.read(tmp_path / "r").records()) == 56
 
 
 def test_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
@@ -190,6 +230,12 @@ def test_config_validation() -> None:
         RunConfig(seeds=(1, 1))
     with pytest.raises(ValueError, match="--seeds must be at least 1"):
         build_run_config(seeds="0")
+    with pytest.raises(ValueError, match="the list '0,' has an empty item"):
+        build_run_config(seeds="0,")
+    with pytest.raises(ValueError, match="more than 1000 seeds"):
+        build_run_config(seeds="99999999999999999999")
+    with pytest.raises(ValueError, match="below 2\\*\\*63"):
+        build_run_config(seeds="1,99999999999999999999")
     with pytest.raises(ValueError, match="device must be"):
         RunConfig(device="tpu")
 
@@ -233,3 +279,96 @@ def test_a_run_made_before_an_option_existed_still_resumes(tmp_path: Path) -> No
     store.save_meta()
     with pytest.raises(RunExistsError, match="standardize: stored True, now False"):
         runner.run(cfg)
+
+
+def test_equivalent_options_are_the_same_run(tmp_path: Path) -> None:
+    base = dict(datasets=("synth-mosi",), seeds=(0,))
+    runner.run(config(tmp_path / "r", **base, method_options={"*": {"epochs": "2", "batch_size": 32}}))
+    for options in ({"vanilla_fusion": {"epochs": 2, "batch_size": "32"}},
+                    {"*": {"epochs": 2, "batch_size": 32, "hidden": 64}}):  # hidden = 64 is the default
+        assert runner.run(config(tmp_path / "r", **{**base, "method_options": options})).skipped == [
+            "synth-mosi__vanilla_fusion__seed0"]
+    with pytest.raises(RunExistsError, match="method_options: stored"):
+        runner.run(config(tmp_path / "r", **{**base, "method_options": {"*": {"epochs": 3, "batch_size": 32}}}))
+
+
+def test_changed_data_refuses_to_resume_and_provenance_is_kept(tmp_path: Path, tiny_mosi) -> None:
+    import dataclasses
+
+    from harness.datasets.npz import save_npz
+
+    path = tmp_path / "mosi.npz"
+    save_npz(tiny_mosi, path)
+    cfg = config(tmp_path / "r", datasets=(f"mosi={path}",), seeds=(0,))
+    runner.run(cfg)
+    first = RunStore.read(tmp_path / "r").meta
+    assert runner.run(cfg).skipped == ["mosi__vanilla_fusion__seed0"]
+    meta = RunStore.read(tmp_path / "r").meta
+    assert meta["datasets"] == first["datasets"] and meta["git"] == first["git"]
+    assert len(meta["resumes"]) == 1 and {"at", "git", "versions"} <= set(meta["resumes"][0])
+    assert meta["cells"]["mosi__vanilla_fusion__seed0"]["git"] == first["git"]
+    test = dataclasses.replace(tiny_mosi.test, y=(tiny_mosi.test.y * 0.5))
+    save_npz(dataclasses.replace(tiny_mosi, test=test), path)  # same file name, other numbers
+    with pytest.raises(RunExistsError, match="The data differ from the data the run started with"):
+        runner.run(cfg)
+    assert len(RunStore.read(tmp_path / "r").records()) == 56  # nothing lost
+
+
+@pytest.mark.parametrize(("kw", "metric", "message"), [
+    ({}, "acc8", "Unknown metric 'acc8'. Did you mean 'acc7'"),
+    ({}, "wa", "--metric wa is a classification metric but this run's datasets are regression"),
+    ({"method_options": {"vanilla_fusion": {"select_metric": "ua"}}}, None,
+     "select_metric 'ua' is a classification metric but the dataset task is regression"),
+    ({"datasets": ("synth-mosi", "synth-mosi")}, None, "--datasets names synth-mosi more than once"),
+])
+def test_metric_and_dataset_errors_come_before_training(tmp_path: Path, kw: dict, metric: str | None,
+                                                         message: str) -> None:
+    cfg = config(tmp_path / "r", **{"datasets": ("synth-mosi",), "seeds": (0,), **kw})
+    with pytest.raises((ValueError, UnknownNameError), match=re.escape(message)):
+        runner.run(cfg, table_metric=metric)
+    assert not (tmp_path / "r").exists()
+
+
+def test_parallel_progress_names_the_running_cells(tmp_path: Path) -> None:
+    class Record:
+        def __init__(self) -> None:
+            self.running_seen: list[list[str]] = []
+            self.finished_cells: list[str] = []
+
+        def start(self, total: int, done: int) -> None: ...
+        def cell(self, cell) -> None: ...
+        def epoch(self, epoch: int, total: int) -> None: ...
+        def running(self, cells) -> None:
+            self.running_seen.append([c.id for c in cells])
+        def finished(self, cell, status: str) -> None:
+            self.finished_cells.append(cell.id)
+
+    progress = Record()
+    runner.run(config(tmp_path / "r", datasets=("synth-mosi",), seeds=(0, 1, 2), workers=2,
+                      method_options={"*": {"epochs": 15, "batch_size": 32}}), progress)
+    named = {c for seen in progress.running_seen for c in seen}
+    assert named and named <= {f"synth-mosi__vanilla_fusion__seed{s}" for s in range(3)}
+    assert sorted(progress.finished_cells) == sorted(named | set(progress.finished_cells))
+
+
+def test_a_method_registered_inside_a_function_runs_sequentially(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import plugin_method
+
+    METHODS.add("test_local_mean", type("LocalMean", (plugin_method.MeanOfModalities,), {}))
+    try:
+        summary = runner.run(config(tmp_path / "r", methods=("test_local_mean",), datasets=("synth-mosi",),
+                                    seeds=(0, 1), workers=2))
+    finally:
+        METHODS.remove("test_local_mean")
+    assert len(summary.done) == 2 and not summary.failed
+    assert "running sequentially" in caplog.text
+
+
+def test_globs_leave_the_held_out_validation_family_out(tmp_path: Path) -> None:
+    plan = runner.prepare(config(tmp_path / "r", protocols=("*",)))
+    names = [p.name for p in plan.protocols]
+    assert "fixed_pattern" in names and "validation" not in names
+    with pytest.raises(ValueError, match="validation"):
+        runner.run(config(tmp_path / "r", protocols=("validation",), datasets=("synth-mosi",), seeds=(0,)))
+    assert not (tmp_path / "r").exists()
