@@ -18,16 +18,72 @@ A method is usable unregistered: ``MyMethod(spec, MyMethod.Config())`` then ``fi
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import logging
+import types
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import harness.metrics  # noqa: F401  (registers the metrics that select_metric is checked against)
 from harness.data import Batch, Dataset, DatasetSpec
+from harness.registry import METRICS
 from harness.training import FitContext, FitResult, predict, standard_fit
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def field_types(cls: type) -> dict[str, Any]:
+    """The resolved annotation of every dataclass field of ``cls`` (``{}`` if they cannot be resolved, e.g. a
+    plugin's annotation names a type imported only under ``TYPE_CHECKING``: its fields are then not type-checked)."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError) as exc:
+        log.warning("%s: field annotations cannot be resolved (%s); field types are not checked", cls.__name__, exc)
+        return {}
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name in hints}
+
+
+def type_matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the annotation ``hint``. Stricter than ``isinstance`` where Python is lax: a bool is
+    not an int (``True`` would silently mean 1 epoch), a float field takes an int (``lr=1``), a ``Literal`` needs
+    one of its options with the option's type, a ``tuple[X, ...]`` needs a tuple (not a list) of ``X``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin is Literal:
+        return any(type(value) is type(a) and value == a for a in args)
+    if origin in (Union, types.UnionType):
+        return any(type_matches(value, a) for a in args)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(type_matches(v, args[0]) for v in value)
+        return not args or (len(value) == len(args) and all(map(type_matches, value, args)))
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is not None:
+        return isinstance(value, origin)  # other generics (list[int], Mapping[...]): the container type only
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def describe_type(hint: Any) -> str:
+    """``hint`` as a reader would write it: ``int``, ``float (or int)``, ``one of 'late', 'early'``..."""
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if hint is float:
+        return "float (or int)"
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
 @dataclass(frozen=True)
@@ -36,6 +92,10 @@ class MethodConfig:
 
     ``select_metric`` is the validation metric used for early stopping and checkpoint selection;
     ``auto`` means ``mae`` for regression and ``ua`` for classification. The test split is never used here.
+
+    Construction validates every field, so a bad value fails before training with an error naming the field:
+    first its type against the annotation (``check_types``; subclasses' fields included, nothing to add), then
+    its range (``check``; subclasses call ``super().__post_init__()`` first, then check their own fields).
     """
 
     epochs: int = 30
@@ -52,6 +112,7 @@ class MethodConfig:
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:
+        self.check_types()
         self.check("epochs", self.epochs >= 1, ">= 1")
         self.check("batch_size", self.batch_size >= 1, ">= 1")
         self.check("lr", self.lr > 0, "> 0")
@@ -63,6 +124,24 @@ class MethodConfig:
         self.check("hidden", self.hidden >= 1, ">= 1")
         self.check("dropout", 0 <= self.dropout < 1, "in [0, 1)")
         self.check("eval_batch_size", self.eval_batch_size >= 1, ">= 1")
+        self.check_select_metric()
+
+    def check_types(self) -> None:
+        """Raise a ``ValueError`` naming the first field whose value does not fit its annotation. Runs before any
+        range check, so ``n_blocks="3"`` is reported as a wrong type, not as a ``TypeError`` from ``"3" >= 1``."""
+        hints = field_types(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in hints and not type_matches(value, hints[f.name]):
+                raise ValueError(f"{type(self).__name__}.{f.name} = {value!r} ({type(value).__name__}) is invalid; "
+                                 f"expected {describe_type(hints[f.name])}")
+
+    def check_select_metric(self) -> None:
+        """``select_metric`` must be ``auto`` or a registered metric (whether it fits the dataset's task is checked
+        when the run is planned, ``harness.runner.check_metrics``, since a config does not know its dataset)."""
+        name = self.select_metric
+        if name != "auto" and name not in METRICS:
+            self.check("select_metric", False, f"'auto' or a registered metric. {METRICS.unknown_message(name)}")
 
     def check(self, name: str, ok: bool, valid: str) -> None:
         """Raise a ``ValueError`` naming the field, its value and the valid range unless ``ok``."""

@@ -194,12 +194,14 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ValueError(f"{where} must be one of {typing.get_args(hint)}, got {value!r}")
         return value
     try:
+        if not isinstance(value, str) and (isinstance(value, bool) != (hint is bool)) and hint in (bool, int, float):
+            raise ValueError  # a TOML true for a number, or 0 for a flag, is a mistake, not a value to convert
         if hint is bool:
             if isinstance(value, str):
                 if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
                     raise ValueError
                 return value.lower() in ("true", "1", "yes")
-            return bool(value)
+            return value
         if hint is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
         return hint(value) if hint in (int, float, str) else value

@@ -372,3 +372,14 @@ def test_globs_leave_the_held_out_validation_family_out(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="validation"):
         runner.run(config(tmp_path / "r", protocols=("validation",), datasets=("synth-mosi",), seeds=(0,)))
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"epochs": True}, "vanilla_fusion.epochs expects int, got True"),
+    ({"lr": True}, "vanilla_fusion.lr expects float, got True"),
+])
+def test_toml_values_of_the_wrong_kind_are_refused(options: dict, message: str) -> None:
+    from harness.config import method_config
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        method_config("vanilla_fusion", {"vanilla_fusion": options})

@@ -67,9 +67,7 @@ class MMINConfig(MethodConfig):
     init: Literal["default", "kaiming"] = "default"
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("textcnn_modalities", "textcnn_kernels", "ae_layers", "cls_layers"):
-            self.check(name, isinstance(getattr(self, name), tuple), "a tuple")
+        super().__post_init__()  # types first (tuples of ints, ...), so the range checks below can compare
         self.check("decay_fraction", 0 <= self.decay_fraction <= 1, "in [0, 1]")
         self.check("embed", self.embed >= 1, ">= 1")
         self.check("textcnn_kernels", len(self.textcnn_kernels) >= 1 and min(self.textcnn_kernels) >= 1,
