@@ -223,14 +223,15 @@ def report(
     metric: Annotated[str | None, typer.Option(help="Comma list of metrics (default per task: acc2_non0,f1_non0,"
                                                     "acc7,mae,corr; wa,ua,f1_weighted).")] = None,
     reference: Annotated[str, typer.Option(help="Method the others are tested against, or 'none'.")] = "vanilla_fusion",
-    test: Annotated[str, typer.Option(help="ttest or wilcoxon (over seeds), or randomization (over test "
-                                           "samples, within seeds).")] = "ttest",
+    test: Annotated[str, typer.Option(help="ttest or wilcoxon (over seeds), or randomization or bootstrap (over "
+                                           "test samples, from the stored predictions).")] = "ttest",
     correction: Annotated[str, typer.Option(help="holm (headline tables), bh (large grids) or none.")] = "holm",
     out: Annotated[Path | None, typer.Option(help="Report directory (default: RUN_DIR/report).")] = None,
     allow_partial: Annotated[bool, typer.Option(help="Report non-reportable runs (captions say partial).")] = False,
     composite: Annotated[bool, typer.Option(help="Paper-style cells: all metrics in one cell (a / b / c).")] = False,
     reported: Annotated[bool, typer.Option(help="Add the papers' reported values (method cards) beside ours.")] = False,
-    ci: Annotated[str, typer.Option(help="Intervals: t (over seeds) or bootstrap (over test samples).")] = "t",
+    ci: Annotated[str, typer.Option(help="Intervals: t (over seeds) or bootstrap (over test samples, condition "
+                                         "tables).")] = "t",
     all_pairs: Annotated[bool, typer.Option(help="Also test every pair of methods (CSV + index).")] = False,
     figures: Annotated[str, typer.Option(help="Figures for the first metric, all metrics, or none.")] = "first",
     plugin: Annotated[list[str] | None, typer.Option(help="Module to import first (method cards, metrics).")] = None,

@@ -7,8 +7,8 @@ Conventions
 * A *cell* defaults to (dataset, protocol, condition, metric); within a cell, methods are paired on seed.
   Unmatched seeds are dropped and counted in ``note``; each (cell, method, seed) must occur once.
 * Multiple-comparison family: every row of the returned table sharing (dataset, metric) - i.e. all
-  methods, protocols and conditions of one metric on one dataset. Rows whose p-value is NaN (n < 2) stay
-  NaN and are not counted in the family size.
+  methods, protocols and conditions of one metric on one dataset. Rows whose p-value is NaN (n < 2, or a
+  t-test on differences with zero variance) stay NaN and are not counted in the family size.
 * ``significant`` is ``p_adjusted < alpha``; a NaN p-value is never significant.
 """
 
@@ -135,8 +135,9 @@ def compare_to_reference(
     p_value, mean_diff (method - reference), direction ('better'/'worse'/'tie' by higher_is_better),
     note, p_adjusted, correction, significant (p_adjusted < alpha)``. Correction family: all rows sharing
     (dataset, metric). Rows with n < 2 keep NaN p-values, note "not computable (n<2)", and are outside
-    the family. ``cell`` must contain dataset and metric; pass e.g. ("dataset", "metric", "summary",
-    "curve") to compare robustness summaries.
+    the family; so are t-tests whose per-seed differences are all equal but not zero (note
+    :data:`harness.stats.ZERO_VARIANCE`). ``cell`` must contain dataset and metric; pass e.g.
+    ("dataset", "metric", "summary", "curve") to compare robustness summaries.
     """
     if reference not in set(records["method"]):
         raise ValueError(f"reference {reference!r} not in records; methods: {sorted(set(records['method']))}")

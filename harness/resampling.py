@@ -98,6 +98,47 @@ def bootstrap_ci(
                        n_resamples)
 
 
+Draws = Sequence[Sequence[np.ndarray]]  # [seed][draw] -> predictions [N] or [N, C] on one test set
+
+
+def _draw_arrays(preds: Draws, target: np.ndarray) -> tuple[list[list[np.ndarray]], np.ndarray]:
+    """Validated ``[seed][draw]`` prediction arrays; every seed needs at least one draw."""
+    if not preds or any(len(draws) == 0 for draws in preds):
+        raise ValueError("need at least one seed's predictions, each with at least one draw")
+    arrays = [[_rows(p, target)[0] for p in draws] for draws in preds]
+    return arrays, np.asarray(target)
+
+
+def _draw_mean(arrays: list[list[np.ndarray]], y: np.ndarray, metric_fn: MetricFn, i: np.ndarray) -> float:
+    """Mean over seeds of the mean over draws of the metric on rows ``i`` (the tables' cell mean)."""
+    return float(np.mean([np.mean([metric_fn(p[i], y[i]) for p in draws]) for draws in arrays]))
+
+
+def _winner(gain: float) -> str:
+    return "a better" if gain > 0 else "b better" if gain < 0 else "tie"
+
+
+def draw_mean_bootstrap_ci(
+    preds: Draws, target: np.ndarray, metric_fn: MetricFn, *, rng: np.random.Generator,
+    n_resamples: int = 1000, confidence: float = 0.95,
+) -> BootstrapCI:
+    """Percentile bootstrap interval, over test samples, of the metric averaged over draws, then over seeds.
+
+    ``preds[k][d]`` is seed k's predictions under draw d of one corruption level (e.g. mask seed d of a
+    missing rate), all on the same test set ``target``. A draw is a different corruption of the same samples,
+    so each resample draws one set of row indices and applies it to every draw of every seed; the metric
+    is then averaged over the draws of each seed and over the seeds, as the tables average it.
+    ``estimate`` is that mean on the full test set. With one draw per seed this is
+    :func:`seed_mean_bootstrap_ci` (same generator state, same interval).
+    """
+    _check_rng(rng, n_resamples)
+    arrays, y = _draw_arrays(preds, target)
+    res = _bootstrap(len(y), lambda i: _draw_mean(arrays, y, metric_fn, i), rng, n_resamples, confidence)
+    low, high = res.confidence_interval
+    return BootstrapCI(_draw_mean(arrays, y, metric_fn, np.arange(len(y))), float(low), float(high), confidence,
+                       len(y), n_resamples)
+
+
 def seed_mean_bootstrap_ci(
     preds: Sequence[np.ndarray], target: np.ndarray, metric_fn: MetricFn, *, rng: np.random.Generator,
     n_resamples: int = 1000, confidence: float = 0.95,
@@ -110,41 +151,59 @@ def seed_mean_bootstrap_ci(
     test-sample noise of the seed mean for these trained models, not seed-to-seed variance. With one seed
     it equals :func:`bootstrap_ci` under the same generator state.
     """
-    _check_rng(rng, n_resamples)
     if not preds:
         raise ValueError("need at least one seed's predictions")
-    arrays = [_rows(p, target)[0] for p in preds]
-    y = np.asarray(target)
+    return draw_mean_bootstrap_ci([[p] for p in preds], target, metric_fn, rng=rng, n_resamples=n_resamples,
+                                  confidence=confidence)
 
-    def mean_metric(i: np.ndarray) -> float:
-        return float(np.mean([metric_fn(p[i], y[i]) for p in arrays]))
 
-    res = _bootstrap(len(y), mean_metric, rng, n_resamples, confidence)
-    low, high = res.confidence_interval
-    return BootstrapCI(mean_metric(np.arange(len(y))), float(low), float(high), confidence, len(y), n_resamples)
+def seed_paired_bootstrap_test(
+    preds_a: Draws, preds_b: Draws, target: np.ndarray, metric_fn: MetricFn, higher_is_better: bool, *,
+    rng: np.random.Generator, n_resamples: int = 1000,
+) -> TestResult:
+    """Two-sided paired bootstrap test of H0: metric(a) = metric(b), pooling seeds and draws.
+
+    ``preds_a[k][d]`` and ``preds_b[k][d]`` are the two systems' predictions for seed k under the same draw d,
+    on the test set ``target``. D = (mean over seeds and draws of metric(a)) - (the same for b), and D*_r its
+    value on R resamples of test rows shared by every seed, draw and system. The bootstrap distribution is
+    centred on D to mimic H0: ``p = (1 + #{|D*_r - D| >= |D|}) / (R + 1)`` (two-sided version of the shifted
+    test of Berg-Kirkpatrick et al., 2012). ``statistic`` is the improvement of a over b (D if
+    higher_is_better else -D), ``mean_diff`` is D, ``n`` the number of test samples; ``note`` names the
+    better system and the seeds pooled.
+    """
+    _check_rng(rng, n_resamples)
+    a, y = _draw_arrays(preds_a, target)
+    b, _ = _draw_arrays(preds_b, target)
+    if [[p.shape for p in d] for d in a] != [[p.shape for p in d] for d in b]:
+        raise ValueError("the two systems need the same seeds and draws, with predictions of the same shape")
+
+    def delta(i: np.ndarray) -> float:
+        return _draw_mean(a, y, metric_fn, i) - _draw_mean(b, y, metric_fn, i)
+
+    observed = delta(np.arange(len(y)))
+    res = _bootstrap(len(y), delta, rng, n_resamples, 0.95)
+    count = int(np.sum(np.abs(res.bootstrap_distribution - observed) >= abs(observed) - _TIE))
+    gain = observed if higher_is_better else -observed
+    return TestResult("seed_paired_bootstrap", gain, (count + 1) / (n_resamples + 1), len(y), observed,
+                      f"two-sided; {_winner(gain)}; {len(a)} seed(s), rows shared across seeds")
 
 
 def paired_bootstrap_test(
     pred_a: np.ndarray, pred_b: np.ndarray, target: np.ndarray, metric_fn: MetricFn,
     higher_is_better: bool, *, rng: np.random.Generator, n_resamples: int = 1000,
 ) -> TestResult:
-    """Two-sided paired bootstrap test of H0: metric(a) = metric(b) on the test distribution.
+    """Two-sided paired bootstrap test of H0: metric(a) = metric(b) on the test distribution, one seed.
 
-    With D = metric(a) - metric(b) on the test set and D*_r its value on R paired resamples (the same rows
-    for a, b and target), the bootstrap distribution is centred on D to mimic H0 and
-    ``p = (1 + #{|D*_r - D| >= |D|}) / (R + 1)`` (two-sided version of the shifted test of
-    Berg-Kirkpatrick et al., 2012). ``statistic`` is the improvement of a over b (D if higher_is_better
-    else -D), ``mean_diff`` is D, ``n`` the number of test samples and ``note`` names the better system.
+    :func:`seed_paired_bootstrap_test` with one seed and one draw: with D = metric(a) - metric(b) on the
+    test set and D*_r its value on R paired resamples (the same rows for a, b and target),
+    ``p = (1 + #{|D*_r - D| >= |D|}) / (R + 1)``. ``statistic`` is the improvement of a over b (D if
+    higher_is_better else -D), ``mean_diff`` is D, ``n`` the number of test samples and ``note`` names the
+    better system.
     """
-    _check_rng(rng, n_resamples)
-    a, b, y = _pair(pred_a, pred_b, target)
-    observed = float(metric_fn(a, y) - metric_fn(b, y))
-    res = _bootstrap(len(y), lambda i: metric_fn(a[i], y[i]) - metric_fn(b[i], y[i]), rng, n_resamples, 0.95)
-    count = int(np.sum(np.abs(res.bootstrap_distribution - observed) >= abs(observed) - _TIE))
-    gain = observed if higher_is_better else -observed
-    winner = "a better" if gain > 0 else "b better" if gain < 0 else "tie"
-    return TestResult("paired_bootstrap", gain, (count + 1) / (n_resamples + 1), len(y), observed,
-                      f"two-sided; {winner}")
+    _pair(pred_a, pred_b, target)  # shape errors name both systems
+    res = seed_paired_bootstrap_test([[pred_a]], [[pred_b]], target, metric_fn, higher_is_better, rng=rng,
+                                     n_resamples=n_resamples)
+    return replace(res, test="paired_bootstrap", note=f"two-sided; {_winner(res.statistic)}")
 
 
 def _swap(first: np.ndarray, second: np.ndarray, swap: np.ndarray) -> np.ndarray:

@@ -16,6 +16,14 @@ Summaries (``summary`` column; ``curve`` is None except for curve summaries)
 * ``auc`` (per curve): :func:`trapezoid_auc` of the metric against the real severity values, normalised
   by the severity range, i.e. the mean level over the curve. If the curve has no point at severity 0 the
   clean value is inserted there (severity 0 = no corruption), so the range runs from 0.
+* ``relative_auc`` (per curve): ``auc / clean``, i.e. the unnormalised area divided by
+  ``clean * (severity range)``: the curve's mean level as a fraction of its clean value (1 = no loss;
+  unsigned like ``incomplete_ratio``: below 1 is worse when higher is better, above 1 when lower is better).
+  ``clean`` is the curve's point at severity 0 (its own, or the inserted clean value); NaN without one or
+  when it is 0.
+* ``max_severity_drop`` (per curve): loss from the severity-0 point to the point at the largest severity,
+  signed so that positive = worse: ``f(0) - f(s_max)`` if higher is better, else ``f(s_max) - f(0)``;
+  ``detail`` is ``s_max`` as text. NaN without a severity-0 point.
 * ``effective_robustness`` (per curve, only with ``reference``): over the curve's severities s > 0 shared
   with the reference method of the same dataset, metric and seed,
   ``ER = sign · mean_s [ f(s) - (ref(s) + f(0) - ref(0)) ]``, the method's excess over the reference
@@ -118,14 +126,24 @@ def _effective_robustness(curve: pd.Series, ref: pd.Series | None, higher: bool)
     return (1.0 if higher else -1.0) * float(excess.mean())
 
 
+def _relative(curve: pd.Series, auc: float, higher: bool) -> list[tuple[str, float, str | None]]:
+    """(summary, value, detail) of ``relative_auc`` and ``max_severity_drop`` from the curve's severity-0 point."""
+    start = float(curve.loc[0.0]) if 0.0 in curve.index else float("nan")
+    top = float(curve.index.max())
+    ratio = auc / start if np.isfinite(start) and start != 0.0 else float("nan")
+    drop = (1.0 if higher else -1.0) * (start - float(curve.loc[top])) if top > 0.0 else float("nan")
+    return [("relative_auc", ratio, None), ("max_severity_drop", drop, f"{top:g}")]
+
+
 def _curve_summaries(
     curves: dict[str, pd.Series], ref_curves: dict[str, pd.Series] | None, reference: str | None, higher: bool
 ) -> list[tuple[str, str, float, str | None]]:
-    """(summary, curve, value, detail) for AUC and, with a reference, effective robustness."""
+    """(summary, curve, value, detail) for AUC, its relative forms and, with a reference, effective robustness."""
     out: list[tuple[str, str, float, str | None]] = []
     for name, curve in curves.items():
         auc = trapezoid_auc(curve.index, curve.to_numpy()) if len(curve) >= 2 else float("nan")
         out.append(("auc", name, auc, None))
+        out += [(summary, name, value, detail) for summary, value, detail in _relative(curve, auc, higher)]
         if reference is not None:
             ref = (ref_curves or {}).get(name)
             out.append(("effective_robustness", name, _effective_robustness(curve, ref, higher), reference))
@@ -140,7 +158,8 @@ def robustness_summary(
     Returns columns ``dataset, method, metric, seed, summary, curve, value, detail``. ``reference`` names
     the method, measured in the same records, against which effective robustness is computed; without it
     no ``effective_robustness`` rows are produced. A summary whose inputs are absent is omitted (pattern
-    summaries) or NaN (effective robustness when the reference lacks the seed or the curve).
+    summaries) or NaN (effective robustness when the reference lacks the seed or the curve; the relative
+    curve summaries when the curve has no severity-0 point).
     """
     require_columns(records, _REQUIRED)
     require_unique(records, [*SUMMARY_KEY, "protocol", "condition"])

@@ -19,6 +19,7 @@ Related modules: :mod:`harness.comparisons` (method-vs-reference and all-pairs t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -33,6 +34,10 @@ SeedValues = Mapping[int, float] | pd.Series
 DEFAULT_BY: tuple[str, ...] = ("dataset", "method", "protocol", "condition", "metric")
 _TEST_NAMES: dict[str, str] = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank"}
 NOT_COMPUTABLE = "not computable (n<2)"
+ZERO_VARIANCE = "differences have zero variance: t-test undefined"
+# Differences whose spread is below this fraction of their size are constant up to float noise: e.g. the same
+# accuracy gap on a small test set, computed as x - y for two seeds, differs only in the last bits.
+_CONSTANT_RTOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,21 @@ def _align(a: SeedValues, b: SeedValues) -> tuple[np.ndarray, np.ndarray, int]:
     return sa.loc[common].to_numpy(), sb.loc[common].to_numpy(), dropped
 
 
+def _constant(diff: np.ndarray) -> bool:
+    """Whether all differences are equal up to float noise (then a t-statistic divides by ~0)."""
+    return float(np.ptp(diff)) <= _CONSTANT_RTOL * float(np.max(np.abs(diff)))
+
+
+def _quiet(run: Callable[[np.ndarray, np.ndarray], tuple[float, float]], x: np.ndarray,
+           y: np.ndarray) -> tuple[float, float, list[str]]:
+    """Run a scipy test, turning its warnings into notes: library code must not print to the console, and a
+    warning about these numbers belongs beside them in the comparison table."""
+    with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+        warnings.simplefilter("always")
+        statistic, p_value = run(x, y)
+    return statistic, p_value, list(dict.fromkeys(f"scipy: {w.message}" for w in caught))
+
+
 def _paired(
     test: SeedTest, a: SeedValues, b: SeedValues, run: Callable[[np.ndarray, np.ndarray], tuple[float, float]]
 ) -> TestResult:
@@ -127,10 +147,13 @@ def _paired(
     if np.all(diff == 0.0):
         notes.append("all differences zero: p=1 by convention")
         return TestResult(test, 0.0, 1.0, n, mean_diff, "; ".join(notes))
+    if test == "ttest" and _constant(diff):
+        # t = mean / (0 / sqrt(n)): scipy returns +-inf and p = 0, a certainty no two seeds can give.
+        return TestResult(test, float("nan"), float("nan"), n, mean_diff, "; ".join([ZERO_VARIANCE, *notes]))
     if test == "wilcoxon" and np.any(diff == 0.0):
         notes.append(f"{int(np.sum(diff == 0.0))} zero difference(s) dropped (zero_method='wilcox')")
-    statistic, p_value = run(x, y)
-    return TestResult(test, float(statistic), float(p_value), n, mean_diff, "; ".join(notes))
+    statistic, p_value, warned = _quiet(run, x, y)
+    return TestResult(test, float(statistic), float(p_value), n, mean_diff, "; ".join([*notes, *warned]))
 
 
 def paired_ttest(a: SeedValues, b: SeedValues) -> TestResult:
@@ -138,6 +161,9 @@ def paired_ttest(a: SeedValues, b: SeedValues) -> TestResult:
 
     ``a``/``b`` map seed -> value. Unmatched seeds are dropped (count in ``note``); n < 2 gives NaN
     statistic and p with note "not computable (n<2)"; all-zero differences give statistic 0, p = 1.
+    Differences that are equal but not zero (e.g. the same accuracy gap on every seed) have zero variance:
+    the t-statistic is undefined, so statistic and p are NaN with note :data:`ZERO_VARIANCE` (scipy would
+    give p = 0 and warn about catastrophic cancellation).
     """
     def run(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         res = stats.ttest_rel(x, y)
@@ -151,7 +177,9 @@ def wilcoxon(a: SeedValues, b: SeedValues) -> TestResult:
 
     scipy's defaults apply: zero differences are discarded (``zero_method='wilcox'``) and the exact null
     distribution is used for small n without ties. All-zero differences (where scipy has nothing left to
-    rank) give statistic 0 and p = 1.0 by convention. Seed alignment and n < 2 as in :func:`paired_ttest`.
+    rank) give statistic 0 and p = 1.0 by convention. Equal non-zero differences are well defined here
+    (unlike the t-test): every sign agrees, so p = 2 / 2^n, the exact sign-flip p-value with tied ranks.
+    Seed alignment and n < 2 as in :func:`paired_ttest`.
     """
     def run(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         res = stats.wilcoxon(x, y)

@@ -1,6 +1,7 @@
 """Figures drawn from aggregated results (never from a model): robustness curves, a method x pattern heatmap
 and a per-method drop chart, each saved as PNG and PDF. Bands and error bars are 95% t-intervals over seeds
-(:func:`harness.stats.aggregate`); curves use the recorded severity values as x.
+(:func:`harness.stats.aggregate`), curve bands clipped to the metric's range; curves use the recorded
+severity values as x.
 
 Drawing uses ``matplotlib.figure.Figure`` directly (no pyplot, no GUI backend, no global state) and
 seaborn styles inside an ``rc_context``, so importing or calling this module changes nothing for the caller.
@@ -30,6 +31,10 @@ from reports.views import MEAN_INCOMPLETE, condition_view, curve_values, metric_
 
 FORMATS: tuple[str, ...] = ("png", "pdf")
 log = logging.getLogger(__name__)
+# Values a metric can take, in stored units. MetricSpec declares no range, so it is kept here: a t-band with
+# n = 2 is mean ± 12.7 std/sqrt(2) and would draw an accuracy band up to ~150 %. Metrics displayed in percent
+# (scale 100) are proportions in [0, 1] (acc*, f1*, wa, ua); the others need an entry, else they are unbounded.
+VALID_RANGE: dict[str, tuple[float, float]] = {"corr": (-1.0, 1.0), "mae": (0.0, np.inf)}
 
 
 @contextmanager
@@ -47,9 +52,25 @@ def _palette(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     return dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
 
 
+def valid_range(slot: Slot) -> tuple[float, float]:
+    """(low, high) a slot's metric can take, in stored units (see :data:`VALID_RANGE`)."""
+    if slot.metric in VALID_RANGE:
+        return VALID_RANGE[slot.metric]
+    return (0.0, 1.0) if slot.scale == 100.0 else (-np.inf, np.inf)
+
+
+def band_limits(points: pd.DataFrame, slot: Slot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Band of a curve in display units: (mask of points with a finite interval, low, high), ``ci_low`` and
+    ``ci_high`` clipped to the metric's range (a band never claims a value the metric cannot take)."""
+    low, high = valid_range(slot)
+    lo, hi = points["ci_low"].to_numpy(float), points["ci_high"].to_numpy(float)
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    return ok, np.clip(lo, low, high) * slot.scale, np.clip(hi, low, high) * slot.scale
+
+
 def curve_figure(curves: Mapping[str, pd.DataFrame], slot: Slot, title: str) -> Figure:
     """Metric vs severity, one panel per curve (shared y axis), one line per method, a band for each
-    point's interval over seeds.
+    point's interval over seeds, clipped to the metric's range (:func:`band_limits`).
 
     ``curves``: panel title -> one row per (method, severity) with ``mean, ci_low, ci_high``; the x axis
     uses the real severity values (uneven spacing shows as such).
@@ -66,11 +87,9 @@ def curve_figure(curves: Mapping[str, pd.DataFrame], slot: Slot, title: str) -> 
                 g = points[points["method"] == method].sort_values("severity")
                 x = g["severity"].to_numpy(float)
                 ax.plot(x, g["mean"] * slot.scale, marker="o", markersize=3, color=colors[method], label=method)
-                lo, hi = g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float)
-                ok = np.isfinite(lo) & np.isfinite(hi)
+                ok, lo, hi = band_limits(g, slot)
                 if ok.any():
-                    ax.fill_between(x[ok], lo[ok] * slot.scale, hi[ok] * slot.scale, color=colors[method],
-                                    alpha=0.2, linewidth=0)
+                    ax.fill_between(x[ok], lo[ok], hi[ok], color=colors[method], alpha=0.2, linewidth=0)
             ax.set_title(name, fontsize="small")
             ax.set_xlabel("severity")
         for ax in axes[len(curves):]:
@@ -214,7 +233,8 @@ def _curve_figures(records: pd.DataFrame, dataset: str, metric: str, out: Path) 
             continue
         n = pd.concat(list(panels.values()))["n"]
         title = f"{dataset}: {metric} vs severity, {protocol}\nmean and 95% t-band over {_seeds(n)} seeds"
-        caption = f"{_flat(title)}; x = the recorded severity values, severity 0 = condition full."
+        clipped = ", bands clipped to the metric's range" if np.isfinite(valid_range(slot)).any() else ""
+        caption = f"{_flat(title)}; x = the recorded severity values, severity 0 = condition full{clipped}."
         files.append(FigureFile(dataset, f"curves {protocol}", metric, caption,
                                 tuple(save(curve_figure(panels, slot, title), _stem(out, dataset, f"curves_{protocol}",
                                                                                     metric)))))

@@ -10,13 +10,13 @@ from pathlib import Path
 import pandas as pd
 
 from harness import __version__
+from reports.captions import test_description
 from reports.figures import FigureFile
 from reports.load import Results
 from reports.render import pipe_table, to_markdown
-from reports.tables import Table
+from reports.tables import PER_SAMPLE_TESTS, TEST_NAMES, Table
 
 _FORMAT_NAMES = {".md": "Markdown", ".tex": "LaTeX", ".csv": "CSV"}
-_TESTS = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
 _CORRECTIONS = {"holm": "Holm", "bh": "Benjamini-Hochberg (FDR)", "none": "no"}
 
 
@@ -40,23 +40,33 @@ def _runs(results: Results) -> list[str]:
 
 def _conventions(options) -> list[str]:  # options: reports.report.ReportOptions (no import cycle)
     s = options.stats
-    ci = ("percentile bootstrap over test samples of the seed mean (condition tables; "
-          f"{options.n_resamples} resamples, generator seed {options.rng_seed}); t-interval elsewhere"
+    ci = ("percentile bootstrap over test samples of the seed mean (condition tables, columns averaging "
+          "several draws included: the same resampled rows for every seed and draw; "
+          f"{options.n_resamples} resamples, generator seed {options.rng_seed}); Student-t interval over seeds "
+          "for derived columns, robustness summaries and figures"
           if options.ci == "bootstrap" else "Student-t interval over seeds")
-    ref = f"against `{s.reference}`" if s.reference else "(no reference: no marks)"
+    untested = (" Derived columns (mean over patterns, robustness summaries) have no per-sample predictions and "
+                "are not tested" + (", nor are columns averaging several draws." if s.test == "randomization"
+                                    else ".")) if s.test in PER_SAMPLE_TESTS else ""
+    significance = (f"- Significance: two-sided {TEST_NAMES[s.test]} {test_description(s)}; "
+                    f"{_CORRECTIONS[s.correction]} correction over the comparisons of one table that share a metric; "
+                    f"† p < {s.alpha:g}, ‡ p < {s.strong:g} after correction; n/c = not computable (fewer than 2 "
+                    "paired seeds, or a t-test on per-seed differences that are all equal). Marks flag differences "
+                    f"in either direction.{untested}") if s.reference else "- Significance: no reference, no marks."
     return [
         "## Statistics", "",
         "- Cells: mean ± sample standard deviation (ddof = 1) over training seeds; n is in every caption. "
         "Checkpoints were selected on the validation split; all scores are on the test split.",
-        f"- Intervals (CSV files, figure bands): 95% {ci}.",
-        f"- Significance {ref}: two-sided {_TESTS[s.test]} over seeds, paired on seed; "
-        f"{_CORRECTIONS[s.correction]} correction over the comparisons of one table that share a metric; "
-        f"† p < {s.alpha:g}, ‡ p < {s.strong:g} after correction; n/c = not computable (fewer than 2 paired "
-        "seeds). Marks flag differences in either direction.",
+        f"- Intervals (CSV files): 95% {ci}. Figure bands: 95% Student-t over seeds, clipped to the metric's "
+        "range.",
+        significance,
         "- Bold = best, underlined = second best per column, by the metric's direction (lower is better for "
-        "mae and for drops); means equal at the displayed precision tie and share the mark.",
-        "- Derived columns (mean over incomplete patterns, drop, AUC over the real severities, effective "
-        "robustness) are computed per seed, then aggregated like any other value.", "",
+        "mae and for drops), on the means as displayed: means equal at the displayed precision tie and share "
+        "the mark.",
+        "- Derived columns (mean over incomplete patterns, drop, AUC over the real severities, AUC relative to "
+        "clean, drop at the largest severity, effective robustness) are computed per seed, then aggregated like "
+        "any other value; the reference's own effective robustness is 0 by definition, shown as – and not ranked.",
+        "",
     ]
 
 

@@ -26,10 +26,11 @@ import pandas as pd
 from harness.comparisons import compare_all_pairs
 from harness.registry import METRICS
 from harness.robustness import FIXED_PATTERN
+from reports.captions import describe
 from reports.load import Results
-from reports.persample import bootstrap_intervals, randomization_pvalues
+from reports.persample import bootstrap_intervals, persample_pvalues
 from reports.render import RENDERERS, to_markdown
-from reports.tables import StatsOptions, Table, build_table, describe
+from reports.tables import PER_SAMPLE_TESTS, StatsOptions, Table, build_table
 from reports.views import (
     View,
     collapse_draws,
@@ -72,7 +73,7 @@ class ReportOptions:
             raise ValueError(f"unknown format(s) {unknown or self.formats}; valid: {', '.join(FORMATS)}")
         if self.ci not in ("t", "bootstrap"):
             raise ValueError(f"unknown interval {self.ci!r}; valid: t, bootstrap")
-        if self.all_pairs and self.stats.test == "randomization":
+        if self.all_pairs and self.stats.test in PER_SAMPLE_TESTS:
             raise ValueError("--all-pairs tests over seeds: use it with --test ttest or wilcoxon")
         if self.figures not in ("first", "all", "none"):
             raise ValueError(f"unknown figures option {self.figures!r}; valid: first, all, none")
@@ -154,18 +155,19 @@ def _reasons(results: Results) -> list[str]:
 
 def _persample(results: Results, view: View, options: ReportOptions,
                rng: np.random.Generator) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """Bootstrap intervals and randomization p-values for a condition table, when the options ask for them."""
+    """Bootstrap intervals and per-sample p-values for a condition table, when the options ask for them.
+    Derived columns (the mean over incomplete patterns) have no predictions and keep the seed statistics."""
     if view.kind != "conditions":
         return None, None
     protocol = next(iter(view.condition_of.values()))[0]
-    conditions = [c for _, c in view.condition_of.values()]  # averaged draws have no predictions of their own
+    columns = list(view.condition_of)  # table columns; a column may average several draws
     s = options.stats
-    intervals = bootstrap_intervals(results, view.dataset, protocol, view.metrics, rng=rng, conditions=conditions,
-                                    n_resamples=options.n_resamples, confidence=s.confidence) \
+    intervals = bootstrap_intervals(results, view.dataset, protocol, view.metrics, rng=rng, conditions=columns,
+                                    curve=view.curve, n_resamples=options.n_resamples, confidence=s.confidence) \
         if options.ci == "bootstrap" else None
-    pvalues = randomization_pvalues(results, view.dataset, protocol, view.metrics, s.reference, rng=rng,
-                                    conditions=conditions, n_permutations=s.n_permutations) \
-        if s.test == "randomization" and s.reference in set(view.values["method"]) else None
+    pvalues = persample_pvalues(results, view.dataset, protocol, view.metrics, s.reference, test=s.test, rng=rng,
+                                conditions=columns, curve=view.curve, count=s.n_permutations) \
+        if s.test in PER_SAMPLE_TESTS and s.reference in set(view.values["method"]) else None
     return intervals, pvalues
 
 

@@ -20,7 +20,7 @@ parts of their names they share (``r=0.3/seed=0..2`` -> ``r=0.3``), before any t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -49,13 +49,14 @@ class View:
     protocols: tuple[tuple[str, int, str], ...]
     condition_of: dict[str, tuple[str, str]]  # column -> (protocol, condition), for reported values
     legend: str = ""  # what derived columns mean, for the caption
+    curve: str | None = None  # the curve of a condition view (None: conditions without a curve)
 
 
 def metric_slot(metric: str, column: str, *, higher: bool | None = None, scale: float | None = None,
-                fmt: str | None = None) -> Slot:
+                fmt: str | None = None, relative: bool = False) -> Slot:
     spec: MetricSpec = METRICS.get(metric)
     return Slot(column, metric, spec.higher_is_better if higher is None else higher,
-                spec.scale if scale is None else scale, spec.fmt if fmt is None else fmt)
+                spec.scale if scale is None else scale, spec.fmt if fmt is None else fmt, relative)
 
 
 def _protocols(records: pd.DataFrame) -> tuple[tuple[str, int, str], ...]:
@@ -78,8 +79,21 @@ def _common_name(names: Sequence[str], severity: float) -> str:
     return f"severity={severity:g}"
 
 
+def draw_labels(records: pd.DataFrame) -> pd.Series:
+    """Per record, the column its condition is shown under: conditions of one curve at one severity (draws,
+    e.g. mask seeds) share the parts of their names they have in common (``r=0.3/seed=0`` -> ``r=0.3``);
+    every other condition keeps its name. Index aligned with ``records``."""
+    labels = records["condition"].astype(object).copy()
+    curved = records["curve"].notna() & records["severity"].notna()
+    group = ["dataset", "protocol", "curve", "severity"]
+    for key, rows in records[curved].groupby(group, sort=False)["condition"]:
+        labels.loc[rows.index] = _common_name(list(rows.unique()), float(key[3]))
+    return labels
+
+
 def collapse_draws(records: pd.DataFrame) -> pd.DataFrame:
-    """Average conditions sharing (protocol, curve, severity) per (dataset, method, seed, metric).
+    """Average conditions sharing (protocol, curve, severity) per (dataset, method, seed, metric), under the
+    column name of :func:`draw_labels`.
 
     Adds ``draws`` (how many conditions a row stands for: 1 for all others). A NaN draw makes the mean NaN.
     """
@@ -87,14 +101,11 @@ def collapse_draws(records: pd.DataFrame) -> pd.DataFrame:
     curved = records["curve"].notna() & records["severity"].notna()
     if not records[curved].duplicated(key).any():
         return records.assign(draws=1)
-    names = records[curved].groupby(["dataset", "protocol", "curve", "severity"])["condition"].unique()
-    label = {k: _common_name(list(v), float(k[3])) for k, v in names.items()}
-    grouped = records[curved].groupby(key, sort=False)
+    labelled = records[curved].assign(condition=draw_labels(records)[curved])
+    grouped = labelled.groupby([*key, "condition"], sort=False)
     out = grouped.agg(value=("value", lambda v: float(np.mean(v.to_numpy(float)))), draws=("value", "size"),
                       **{c: (c, "first") for c in ("protocol_version", "protocol_hash", "n", "cell", "run")
                          if c in records.columns}).reset_index()
-    out["condition"] = [label[(d, p, c, s)] for d, p, c, s in
-                        out[["dataset", "protocol", "curve", "severity"]].itertuples(index=False)]
     return pd.concat([records[~curved].assign(draws=1), out[list(records.columns) + ["draws"]]], ignore_index=True)
 
 
@@ -147,7 +158,7 @@ def condition_view(records: pd.DataFrame, dataset: str, protocol: str, metrics: 
     if draws > 1:
         legend.append(f"each column is the mean over its {int(draws)} draws (e.g. mask seeds), per training seed")
     return View("conditions", dataset, title, tuple(metrics), values, columns, _protocols(sel),
-                {c: (protocol, c) for c in order if c != MEAN_INCOMPLETE}, "; ".join(legend))
+                {c: (protocol, c) for c in order if c != MEAN_INCOMPLETE}, "; ".join(legend), curve)
 
 
 def metric_view(records: pd.DataFrame, dataset: str, metrics: Sequence[str], condition: str = CLEAN_CONDITION,
@@ -174,11 +185,17 @@ def robustness_values(records: pd.DataFrame, dataset: str, metrics: Sequence[str
     return out.assign(column=column)
 
 
+_CURVE_SUMMARIES = {"auc": "AUC", "relative_auc": "AUC/clean", "max_severity_drop": "drop@max",
+                    "effective_robustness": "ER"}
+
+
 def _summary_slot(metric: str, column: str, summary: str) -> Slot:
-    if summary == "incomplete_drop":
+    if summary in ("incomplete_drop", "max_severity_drop"):
         return metric_slot(metric, column, higher=False)  # signed so that positive = worse
-    if summary == "effective_robustness":
-        return metric_slot(metric, column, higher=True)  # positive = more robust than the reference
+    if summary == "relative_auc":  # a ratio to clean, shown in percent whatever the metric's unit
+        return metric_slot(metric, column, scale=100.0, fmt="{:.1f}")
+    if summary == "effective_robustness":  # positive = more robust; the reference's own 0 is a definition
+        return metric_slot(metric, column, higher=True, relative=True)
     return metric_slot(metric, column)
 
 
@@ -188,32 +205,38 @@ def _summary_legend(summaries: pd.Series, reference: str | None) -> str:
         notes.append("drop = clean minus the mean over incomplete patterns, positive = worse")
     if (summaries == "auc").any():
         notes.append("AUC = mean level over the recorded severities (trapezoid rule, clean value at severity 0)")
+    if (summaries == "relative_auc").any():
+        notes.append("AUC/clean = AUC as % of the clean value (100 = no loss; for lower-is-better metrics above "
+                     "100 is worse)")
+    if (summaries == "max_severity_drop").any():
+        notes.append("drop@max = loss from clean to the largest severity, positive = worse")
     if (summaries == "effective_robustness").any():
         notes.append(f"ER = effective robustness against {reference} (excess over its curve shifted to the "
-                     "method's clean value), positive = more robust")
+                     f"method's clean value), positive = more robust; {reference}'s own ER is 0 by definition "
+                     "(shown as –, not ranked)")
     return "; ".join(notes)
 
 
 def summary_view(records: pd.DataFrame, dataset: str, metrics: Sequence[str], reference: str | None,
                  summaries: pd.DataFrame | None = None, protocol: str | None = None) -> View:
-    """Pattern summaries (``protocol=None``: clean, mean and worst incomplete pattern, drop) or the AUC and
-    effective robustness of every curve of ``protocol``."""
+    """Pattern summaries (``protocol=None``: clean, mean and worst incomplete pattern, drop) or, for every
+    curve of ``protocol``, its AUC, relative AUC, drop at the largest severity and effective robustness."""
     summ = summaries if summaries is not None else robustness_values(records, dataset, metrics, reference)
     summ = summ[summ["metric"].isin(list(metrics))]
     if protocol is None:
         summ = summ[summ["summary"].isin(list(_SUMMARIES))]  # not incomplete_ratio: it repeats the drop
     else:
         curves = set(records.loc[(records["dataset"] == dataset) & (records["protocol"] == protocol), "curve"])
-        summ = summ[summ["summary"].isin(["auc", "effective_robustness"]) & summ["curve"].isin(curves)]
+        summ = summ[summ["summary"].isin(list(_CURVE_SUMMARIES)) & summ["curve"].isin(curves)]
     if summ.empty:
         raise ValueError(f"no robustness summaries for dataset {dataset!r} ({protocol or 'patterns'})")
-    rank = {s: i for i, s in enumerate([*_SUMMARIES, "auc", "effective_robustness"])}
+    rank = {s: i for i, s in enumerate([*_SUMMARIES, *_CURVE_SUMMARIES])}
     keys = summ.drop_duplicates("column")[["column", "summary", "curve"]]
     keys = keys.assign(order=keys["summary"].map(rank)).sort_values(["curve", "order"], na_position="first")
     columns = []
     for column, summary, curve in keys[["column", "summary", "curve"]].itertuples(index=False):
         name = short_curve(str(protocol), str(curve)) if protocol else ""
-        label = _SUMMARIES.get(summary) or f"{'AUC' if summary == 'auc' else 'ER'} {name}".strip()
+        label = _SUMMARIES.get(summary) or f"{_CURVE_SUMMARIES[summary]} {name}".strip()
         columns.append(Column(label, tuple(_summary_slot(m, column, summary) for m in metrics)))
     sel = _select(records, dataset, metrics, None)
     sel = sel[sel["protocol"].isin([FIXED_PATTERN, protocol])]
@@ -238,8 +261,7 @@ def with_reported(view: View, methods: Sequence[str]) -> tuple[View, dict[CellKe
         columns.append(col)
         if any((m, s.column, s.metric) in values for m in methods for s in col.slots):
             columns.append(Column(f"{col.label} (paper)", col.slots, reported=True))
-    return View(view.kind, view.dataset, view.title, view.metrics, view.values, tuple(columns), view.protocols,
-                view.condition_of, view.legend), values
+    return replace(view, columns=tuple(columns)), values
 
 
 def pattern_drops(records: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:

@@ -13,12 +13,14 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from reports.figures import make_figures
+from harness.stats import aggregate
+from reports.captions import describe
+from reports.figures import band_limits, curve_figure, make_figures
 from reports.load import load_results
 from reports.render import latex_escape, to_csv, to_latex, to_markdown
 from reports.report import ReportOptions, build_tables
-from reports.tables import Column, Slot, StatsOptions, best_second, build_table, describe
-from reports.views import condition_view, metric_view, with_reported
+from reports.tables import Column, Slot, StatsOptions, best_second, build_table
+from reports.views import condition_view, metric_view, summary_view, with_reported
 
 ACC = Slot("full", "acc2_non0", True, 100.0, "{:.1f}")
 MAE = Slot("full", "mae", False, 1.0, "{:.3f}")
@@ -99,6 +101,90 @@ def test_one_seed_renders_with_not_computable_marks() -> None:
     assert r"\textsuperscript{n/c}" in to_latex(table)
 
 
+def test_equal_nonzero_differences_over_seeds_are_not_computable_not_significant() -> None:
+    # two seeds, the same accuracy gap of 14.75 points on both: scipy alone gives p ~ 0 and a ‡ mark
+    vals = values({"ref": {"x": [0.7, 0.8], "y": REF[:2]}, "other": {"x": [0.8475, 0.9475], "y": BETTER[:2]}})
+    opts = StatsOptions(reference="ref")
+    table = build_table("t", "d", "patterns", vals, columns(["x", "y"]), opts)
+    table.caption = describe(table, opts, [("fixed_pattern", 1, "abc")])
+    x, y = table.cells.loc[("other", "x", "acc2_non0")], table.cells.loc[("other", "y", "acc2_non0")]
+    assert np.isnan(x["p_value"]) and np.isnan(x["p_adjusted"]) and x["mark"] == "n/c"
+    assert "zero variance" in x["note"]
+    # outside the correction family: y is adjusted over m = 1, i.e. not at all
+    assert y["p_adjusted"] == pytest.approx(y["p_value"]) == pytest.approx(sps.ttest_rel(BETTER[:2], REF[:2]).pvalue)
+    md = to_markdown(table)
+    other = next(ln for ln in md.splitlines() if ln.startswith("| other "))
+    assert other.split("|")[2].strip() == "**89.8** ± 7.1 (n/c)"  # no ‡ for a gap seen on two seeds
+    assert "n/c: significance not computable (the per-seed differences are all equal, so the t-test is " \
+           "undefined (zero variance))." in md
+    assert "(m = 1)" in md
+    assert r"\textsuperscript{n/c}" in to_latex(table)
+
+
+def test_effective_robustness_of_the_reference_is_neither_shown_nor_ranked() -> None:
+    # MAE effective robustness: the reference's own ER is 0 by definition and would beat both others' bold
+    er = Slot("er", "mae", True, 1.0, "{:.3f}", relative_to_reference=True)
+    plain = Slot("auc", "mae", False, 1.0, "{:.3f}")
+    vals = pd.concat([values({"ref": {"er": [0.0] * 3}, "a": {"er": [-0.01, -0.012, -0.011]},
+                              "b": {"er": [-0.03, -0.02, -0.025]}, "c": {"er": [-0.05, -0.06, -0.04]}}, "mae"),
+                      values({"ref": {"auc": [0.9, 0.91, 0.92]}, "a": {"auc": [1.0, 1.1, 1.05]},
+                              "b": {"auc": [1.2, 1.1, 1.3]}, "c": {"auc": [1.4, 1.5, 1.3]}}, "mae")])
+    opts = StatsOptions(reference="ref")
+    table = build_table("t", "d", "robustness", vals, [Column("ER", (er,)), Column("AUC", (plain,))], opts)
+    ref = table.cells.loc[("ref", "er", "mae")]
+    assert np.isnan(ref["mean"]) and np.isnan(ref["std"]) and ref["rank"] == 0 and ref["n"] == 3
+    ranks = {m: table.cells.loc[(m, "er", "mae"), "rank"] for m in "abc"}
+    assert ranks == {"a": 1, "b": 2, "c": 0}  # ranked among the others only
+    assert table.cells.loc[("ref", "auc", "mae"), "rank"] == 1  # an ordinary column still ranks the reference
+    p = table.cells.loc[("a", "er", "mae"), "p_value"]  # still tested against the reference's zeros
+    assert p == pytest.approx(sps.ttest_rel([-0.01, -0.012, -0.011], [0.0] * 3).pvalue)
+    row = next(ln for ln in to_markdown(table, caption=False).splitlines() if ln.startswith("| ref "))
+    assert row.split("|")[2].strip() == "–" and "**0.000**" not in to_markdown(table)
+    assert "\n" + r"ref & -- & \textbf{0.910}" in to_latex(table)
+
+
+def test_summary_view_marks_effective_robustness_relative_to_the_reference() -> None:
+    rows = [{**record(m, s, "full", 0.8 + 0.01 * s + 0.02 * (m == "a")), "metric": "mae"} for m in ("ref", "a")
+            for s in (0, 1)]
+    rows += [{**record(m, s, f"s={sev}", 0.9 + sev + 0.01 * s + 0.05 * (m == "a") * sev), "metric": "mae",
+              "protocol": "noise", "severity": sev, "curve": "noise/x"}
+             for m in ("ref", "a") for s in (0, 1) for sev in (0.1, 0.4)]
+    view = summary_view(pd.DataFrame(rows), "mosi", ["mae"], "ref", protocol="noise")
+    slots = {c.label: c.slots[0] for c in view.columns}
+    assert list(slots) == ["AUC x", "AUC/clean x", "drop@max x", "ER x"]
+    assert slots["ER x"].relative_to_reference and not slots["AUC x"].relative_to_reference
+    assert not slots["drop@max x"].higher_is_better and not slots["AUC/clean x"].higher_is_better
+    assert slots["AUC/clean x"].scale == 100.0  # a ratio, in percent of clean, whatever the metric
+    table = build_table("t", "mosi", view.title, view.values, view.columns, StatsOptions(reference="ref"))
+    assert np.isnan(table.cells.loc[("ref", slots["ER x"].column, "mae"), "mean"])
+    # ER (lower is better) = -mean_s [0.05 s - (0.82 - 0.80)] over s = 0.1, 0.4
+    assert table.cells.loc[("a", slots["ER x"].column, "mae"), "mean"] == pytest.approx(-(0.05 * 0.25 - 0.02))
+    assert "ref's own ER is 0 by definition (shown as –, not ranked)" in view.legend
+
+
+@pytest.mark.parametrize(("slot", "low", "high", "expected"), [
+    (ACC, -0.2, 1.5, (0.0, 100.0)),  # n = 2: a t-band of an accuracy runs past 100 %
+    (Slot("c", "corr", True, 1.0, "{:.3f}"), -1.4, 1.2, (-1.0, 1.0)),
+    (MAE, -0.3, 2.5, (0.0, 2.5)),  # an error is never negative; no upper bound
+    (Slot("c", "f1_weighted", True), 0.2, 0.9, (20.0, 90.0)),  # inside the range: unchanged
+    (Slot("c", "plugin_score", True, 1.0, "{:.2f}"), -5.0, 5.0, (-5.0, 5.0)),  # unknown range: not clipped
+])
+def test_curve_bands_are_clipped_to_the_metric_range(slot: Slot, low: float, high: float,
+                                                     expected: tuple[float, float]) -> None:
+    points = pd.DataFrame({"ci_low": [low, np.nan], "ci_high": [high, np.nan]})
+    ok, lo, hi = band_limits(points, slot)
+    assert ok.tolist() == [True, False] and (lo[0], hi[0]) == pytest.approx(expected)
+
+
+def test_curve_figure_draws_the_clipped_band() -> None:
+    vals = values({"m": {"0.0": [0.95, 0.55], "0.5": [0.9, 0.3]}})  # n = 2: t = 12.7
+    agg = aggregate(vals.assign(severity=vals["column"].astype(float)), by=("method", "severity"))
+    assert agg["ci_high"].max() > 1.5 and agg["ci_low"].min() < -1.0  # what would be drawn unclipped
+    fig = curve_figure({"noise": agg}, ACC, "t")
+    band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
+    assert band.max() == pytest.approx(100.0) and band.min() == pytest.approx(0.0)
+
+
 def test_caption_states_n_test_correction_reference_protocol_and_power() -> None:
     vals = values({"ref": {"x": REF[:3]}, "other": {"x": BETTER[:3]}}, metric="mae")
     opts = StatsOptions(reference="ref", test="wilcoxon", correction="bh")
@@ -126,8 +212,9 @@ def test_varying_seed_counts_and_holm_floor_are_stated() -> None:
 
 
 def check_latex_structure(tex: str) -> None:
-    """What must hold for the fragment to compile: balanced braces, booktabs rules in order, one row per
-    line with as many & as the column spec has columns, no raw underscores or non-ASCII characters."""
+    """What must hold for the fragment to compile: balanced braces, inline math ``$...$`` closed on its line,
+    booktabs rules in order, one row per line with as many &-separated cells as the column spec has
+    columns, no raw underscores or non-ASCII characters."""
     body = re.sub(r"\\[{}&%$#_]", "", tex)
     depth = 0
     for ch in body:
@@ -135,17 +222,43 @@ def check_latex_structure(tex: str) -> None:
         assert depth >= 0, "a } closes nothing"
     assert depth == 0, "unbalanced braces"
     lines = tex.splitlines()
+    for line in lines:  # mibench writes inline math only, never across lines
+        assert len(re.findall(r"(?<!\\)\$", line)) % 2 == 0, f"unpaired $ in {line!r}"
     spec = re.search(r"\\begin\{tabular\}\{(l[rlc]*)\}", tex)
     assert spec, "no tabular"
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
     rules = [i for i, ln in enumerate(lines) if ln in (r"\toprule", r"\midrule", r"\bottomrule")]
-    assert [lines[i] for i in rules] == [r"\toprule", r"\midrule", r"\bottomrule"]
-    rows = lines[rules[0] + 1:rules[2]]
-    rows = [r for r in rows if r != r"\midrule"]
+    assert [lines[i] for i in rules] == [r"\toprule", r"\midrule", r"\bottomrule"], "booktabs rules missing"
+    rows = [r for r in lines[rules[0] + 1:rules[2]] if r != r"\midrule"]
     assert rows and all(r.endswith(r"\\") for r in rows)
-    assert {len(re.findall(r"(?<!\\)&", r)) for r in rows} == {len(spec.group(1)) - 1}
+    cells = [len(re.split(r"(?<!\\)&", r)) for r in rows]
+    assert set(cells) == {len(spec.group(1))}, f"cells per row {cells}, column spec {spec.group(1)!r}"
     assert not re.search(r"(?<!\\)_", re.sub(r"\\label\{[^}]*\}", "", tex)), "unescaped underscore"
     assert all(ord(ch) < 128 for ch in tex), "non-ASCII character in LaTeX output"
     assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1
+
+
+def small_latex() -> str:
+    vals = values({"ref": {"x": REF, "y": REF}, "my_method": {"x": BETTER, "y": NOISY}})
+    opts = StatsOptions(reference="ref")
+    table = build_table("d__t", "d", "patterns", vals, columns(["x", "y"]), opts)
+    table.caption = describe(table, opts, [("fixed_pattern", 1, "h")])
+    return to_latex(table)
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    (r"$\pm$", r"\pm$", "unpaired \\$"),  # a $ lost
+    (r"\textbf{", r"\textbf", "a } closes nothing"),  # an opening brace lost
+    (r"\\" + "\n" + r"\bottomrule", r"\\" + "\n", "booktabs rules missing"),
+    ("\\toprule\nmethod & x", "\\toprule\nmethod & extra & x", "cells per row"),  # one cell too many
+    (r"my\_method", "my_method", "unescaped underscore"),
+])
+def test_latex_structure_check_catches_broken_fragments(old: str, new: str, message: str) -> None:
+    tex = small_latex()
+    check_latex_structure(tex)  # the renderer's output passes
+    assert old in tex, old
+    with pytest.raises(AssertionError, match=message):
+        check_latex_structure(tex.replace(old, new, 1))
 
 
 def test_renderers_on_a_composite_table() -> None:

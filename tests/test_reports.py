@@ -13,17 +13,23 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
-from test_report_tables import check_latex_structure
+from scipy import stats as sps
+from test_report_tables import check_latex_structure, values
 from typer.testing import CliRunner
 
 from harness import runner
 from harness.cli import app
 from harness.config import RunConfig
+from harness.registry import METRICS as METRIC_SPECS
 from harness.registry import PROTOCOLS
+from harness.resampling import seed_paired_bootstrap_test
 from harness.stats import aggregate
-from reports.load import load_results
+from reports.captions import describe
+from reports.load import Results, load_results
+from reports.persample import bootstrap_intervals, persample_pvalues
+from reports.render import to_latex
 from reports.report import ReportOptions, build_tables, write_report
-from reports.tables import StatsOptions
+from reports.tables import Column, Slot, StatsOptions, build_table
 
 cli = CliRunner()
 METRICS = ("acc2_non0", "mae")
@@ -75,7 +81,8 @@ def test_tables_are_the_records_aggregated(run_dir: Path, report: tuple[list, Pa
     patterns = pd.read_csv(index.parent / "tables" / "synth-mosi__robustness__acc2_non0.csv")
     assert list(dict.fromkeys(patterns.column)) == ["clean", "mean (incomplete)", "worst pattern", "drop (incomplete)"]
     curves = pd.read_csv(index.parent / "tables" / "synth-mosi__robustness__test_random_drop__acc2_non0.csv")
-    assert list(dict.fromkeys(curves.column)) == ["AUC all", "ER all", "AUC text", "ER text"]
+    assert list(dict.fromkeys(curves.column)) == ["AUC all", "AUC/clean all", "drop@max all", "ER all", "AUC text",
+                                                  "AUC/clean text", "drop@max text", "ER text"]
     assert tables[-1].caption.startswith("mae, lower is better; robustness of test_random_drop (AUC = mean level")
     assert tables[-3].caption.startswith("mae, lower is better; robustness to missing-modality patterns (drop =")
 
@@ -85,7 +92,8 @@ def test_markdown_is_aligned_and_index_embeds_everything(report: tuple[list, Pat
     md = (index.parent / "tables" / "synth-mosi__fixed_pattern__acc2_non0.md").read_text()
     rows = [ln for ln in md.splitlines() if ln.startswith("|")]
     assert len(rows) == 4 and len({len(ln) for ln in rows}) == 1
-    assert "n = 3 seeds" in md and "paired t-test" in md and "Holm" in md and "fixed_pattern v1 (hash " in md
+    assert "n = 3 seeds" in md and "paired t-test" in md and "Holm" in md
+    assert re.search(r"fixed_pattern v\d+ \(hash [0-9a-f]+\)", md)
     assert "PARTIAL RUN, not reportable" in md
     text = index.read_text()
     assert "Partial results" in text and "tiny" in text
@@ -96,22 +104,60 @@ def test_markdown_is_aligned_and_index_embeds_everything(report: tuple[list, Pat
     assert md.split("\n\n", 1)[1].strip() in text  # the tables are embedded, not only linked
 
 
-def test_latex_tables_compile(report: tuple[list, Path], tmp_path: Path) -> None:
+LATEX_ENGINES = ("pdflatex", "lualatex", "xelatex", "tectonic")
+LATEX = next((engine for engine in LATEX_ENGINES if shutil.which(engine)), None)
+
+
+def test_latex_structure(report: tuple[list, Path]) -> None:
     _, index = report
     fragments = sorted((index.parent / "tables").glob("*.tex"))
     assert len(fragments) == 11
     for fragment in fragments:
         check_latex_structure(fragment.read_text())
-    if shutil.which("pdflatex") is None:
-        return  # the structural check above is the CI path; compile wherever a LaTeX engine exists
-    inputs = "".join(f"\\input{{{f.as_posix()}}}\n" for f in fragments)
+
+
+def _marks_fragment() -> str:
+    """A composite table with every mark the renderer writes: bold, underline, ‡, n/c and a blank cell."""
+    vals = pd.concat([values({"ref": {"x": [0.70, 0.72, 0.71]}, "a_b": {"x": [0.80, 0.83, 0.81]},
+                              "c%d": {"x": [0.60, 0.50, 0.55]}, "one": {"x": [0.9]}}),
+                      values({"ref": {"x": [1.1, 1.2, 1.0]}, "a_b": {"x": [0.9, 0.95, 0.92]}}, metric="mae")])
+    col = [Column("x & y_1", (Slot("x", "acc2_non0", True), Slot("x", "mae", False, 1.0, "{:.3f}")))]
+    opts = StatsOptions(reference="ref")
+    table = build_table("d__marks", "d#1", "marks", vals, col, opts)
+    table.caption = describe(table, opts, [("fixed_pattern", 1, "h")])
+    tex = to_latex(table)
+    check_latex_structure(tex)
+    for needed in (r"\textbf{", r"\underline{", r"\textsuperscript{n/c}", r"$^{\ddagger}$", " --"):
+        assert needed in tex, needed
+    return tex
+
+
+def _latex_command(engine: str, doc: Path) -> list[str]:
+    if engine == "tectonic":  # stops at the first error by itself; keeps doc.log for the failure message
+        return ["tectonic", "--keep-logs", "--chatter", "minimal", doc.name]
+    return [engine, "-interaction=nonstopmode", "-halt-on-error", doc.name]
+
+
+@pytest.mark.skipif(LATEX is None, reason="no LaTeX engine (pdflatex/lualatex/xelatex/tectonic) on PATH")
+def test_latex_compiles(report: tuple[list, Path], tmp_path: Path) -> None:
+    """Every fragment, \\input into a minimal article that loads only booktabs (what docs/reports.md promises:
+    the renderer's \\underline, \\textsuperscript, \\scriptsize and math symbols are all in the LaTeX kernel)."""
+    assert LATEX is not None
+    _, index = report
+    shutil.copytree(index.parent / "tables", tmp_path / "tables")
+    fragments = sorted((tmp_path / "tables").glob("*.tex"))
+    assert len(fragments) == 11
+    (tmp_path / "tables" / "marks.tex").write_text(_marks_fragment())
+    fragments.append(tmp_path / "tables" / "marks.tex")
+    inputs = "".join(f"\\input{{tables/{f.name}}}\n\\clearpage\n" for f in fragments)  # clearpage: no float pile-up
     doc = tmp_path / "doc.tex"
-    preamble = "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
-    doc.write_text(preamble + inputs + "\\end{document}\n")
-    res = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stdout[-3000:]
-    assert (tmp_path / "doc.pdf").stat().st_size > 1000
+    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + inputs
+                   + "\\end{document}\n")
+    res = subprocess.run(_latex_command(LATEX, doc), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    log = tmp_path / "doc.log"
+    tail = (log.read_text(errors="replace") if log.is_file() else res.stdout + res.stderr)[-3000:]
+    assert res.returncode == 0, f"{LATEX} failed:\n{tail}"
+    assert (tmp_path / "doc.pdf").stat().st_size > 1000, tail
 
 
 def test_figures_exist_as_png_and_pdf(report: tuple[list, Path]) -> None:
@@ -138,6 +184,68 @@ def test_bootstrap_intervals_from_predictions(run_dir: Path) -> None:
     assert ((boot.ci_low <= boot["mean"] + 1e-12) & (boot["mean"] <= boot.ci_high + 1e-12)).all()
     again = build_tables(results, options)[1].cells
     assert np.array_equal(again.ci_low.to_numpy(), cells.ci_low.to_numpy(), equal_nan=True)  # fixed generator
+    drawn = first[2]  # test_random_drop/all: every column averages two mask draws, and is bootstrapped too
+    assert (drawn.cells.ci_method == "bootstrap").all()
+    assert "percentile bootstrap over test samples of the seed mean (the same resampled rows for every seed and " \
+           "draw)" in drawn.caption and "Student-t over seeds for derived columns" in first[1].caption
+
+
+def _draw_arrays(results: Results, method: str, names: list[str]) -> tuple[list[list[np.ndarray]], np.ndarray]:
+    """[seed][draw] stored predictions of conditions ``names`` of test_random_drop, and the target."""
+    out = []
+    for seed in (0, 1, 2):
+        stored = results.predictions("synth-mosi", method, seed)
+        index = list(stored["conditions"])
+        out.append([stored["pred"][index.index(f"test_random_drop/{name}")] for name in names])
+    return out, stored["target"]
+
+
+def test_bootstrap_of_averaged_draws_by_hand(run_dir: Path) -> None:
+    results = load_results([run_dir], allow_partial=True)
+    names = ["all/r=0.5/draw=0", "all/r=0.5/draw=1"]
+    preds, target = _draw_arrays(results, "test_plugin_mean", names)  # methods are visited in sorted order: first
+    acc = METRIC_SPECS.get("acc2_non0")
+
+    def by_hand(*arrays: np.ndarray) -> float:  # 3 seeds x 2 draws, then the target: mean of draws, then of seeds
+        *flat, t = arrays
+        return float(np.mean([np.mean([acc(flat[2 * k + d], t) for d in (0, 1)]) for k in range(3)]))
+
+    keyword = "rng" if "rng" in __import__("inspect").signature(sps.bootstrap).parameters else "random_state"
+    expected = sps.bootstrap((*[p for draws in preds for p in draws], target), by_hand, paired=True,
+                             vectorized=False, n_resamples=150, method="percentile",
+                             **{keyword: np.random.default_rng(4)}).confidence_interval
+    got = bootstrap_intervals(results, "synth-mosi", "test_random_drop", ["acc2_non0"], rng=np.random.default_rng(4),
+                              conditions=["all/r=0.5"], curve="test_random_drop/all", n_resamples=150)
+    row = got.set_index("method").loc["test_plugin_mean"]
+    assert row["column"] == "all/r=0.5" and (row.ci_low, row.ci_high) == pytest.approx(tuple(expected))
+    table = build_tables(results, ReportOptions(metrics=("acc2_non0",)))[2]
+    cell_mean = table.cells.loc[("test_plugin_mean", "all/r=0.5", "acc2_non0"), "mean"]
+    assert cell_mean == pytest.approx(by_hand(*[p for draws in preds for p in draws], target))  # same average
+
+
+def test_paired_bootstrap_test_from_predictions(run_dir: Path, tmp_path: Path) -> None:
+    options = ReportOptions(metrics=("mae",), formats=("md",), figures="none",
+                            stats=StatsOptions(test="bootstrap", n_permutations=99))
+    results = load_results([run_dir], allow_partial=True)
+    tables, index = write_report(results, options, tmp_path / "rep")
+    patterns, drawn, summary = tables[1], tables[2], tables[-1]
+    other = patterns.cells.xs("test_plugin_mean", level="method")
+    tested = other.drop(index="mean (incomplete)", level="column")
+    assert tested.p_value.between(1 / 100, 1).all() and (tested.n_pairs == 3).all()
+    assert np.isnan(other.loc[("mean (incomplete)", "mae"), "p_value"]) and summary.cells.p_value.isna().all()
+    assert drawn.cells.xs("test_plugin_mean", level="method").p_value.notna().all()  # averaged draws: tested
+    assert "seed-pooled paired bootstrap test over test samples (99 resamples" in patterns.caption
+    assert "Derived columns are not tested" in patterns.caption and "Warning" not in patterns.caption
+    assert "Significance: two-sided seed-pooled paired bootstrap test over test samples" in index.read_text()
+    # one averaged column by hand: the same generator state through the library function
+    names = ["all/r=0.8/draw=0", "all/r=0.8/draw=1"]
+    (a, target), (b, _) = (_draw_arrays(results, m, names) for m in ("test_plugin_mean", "vanilla_fusion"))
+    mae = METRIC_SPECS.get("mae")
+    expected = seed_paired_bootstrap_test(a, b, target, mae, False, rng=np.random.default_rng(1), n_resamples=99)
+    got = persample_pvalues(results, "synth-mosi", "test_random_drop", ["mae"], "vanilla_fusion", test="bootstrap",
+                            rng=np.random.default_rng(1), conditions=["all/r=0.8"], curve="test_random_drop/all",
+                            count=99)
+    assert got["p_value"].tolist() == [expected.p_value] and got["n_pairs"].tolist() == [3]
 
 
 def test_randomization_test_from_predictions(run_dir: Path) -> None:
@@ -179,14 +287,27 @@ def test_report_command(run_dir: Path, tmp_path: Path) -> None:
     assert not (out / "figures").exists() and not list(out.glob("tables/*.csv"))
 
 
+@pytest.mark.parametrize("test", ["randomization", "bootstrap"])
+def test_report_command_with_a_per_sample_test(run_dir: Path, tmp_path: Path, test: str) -> None:
+    out = tmp_path / "rep"
+    res = cli.invoke(app, ["report", str(run_dir), "--metric", "mae", "--allow-partial", "--test", test,
+                           "--figures", "none", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    name = {"randomization": "seed-stratified approximate randomization test",
+            "bootstrap": "seed-pooled paired bootstrap test"}[test]
+    assert f"two-sided {name} over test samples (1000 " in res.output.replace("\n", " ")
+    assert f"Significance: two-sided {name} over test samples" in (out / "report.md").read_text()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--metric", "acc8"], "Unknown metric 'acc8'. Did you mean 'acc7'"),
     (["--metric", "wa"], "no records for metric(s) ['wa']; available: synth-mosi: acc2_has0, acc2_non0"),
     (["--reference", "mult"], "reference method 'mult' is not in the results; methods: test_plugin_mean, "
                               "vanilla_fusion (or --reference none"),
     (["--format", "html"], "unknown format(s) ['html']; valid: md, latex, csv"),
-    (["--test", "ztest"], "unknown test 'ztest'; valid: ttest, wilcoxon, randomization"),
+    (["--test", "ztest"], "unknown test 'ztest'; valid: ttest, wilcoxon, randomization, bootstrap"),
     (["--test", "randomization", "--all-pairs"], "--all-pairs tests over seeds"),
+    (["--test", "bootstrap", "--all-pairs"], "--all-pairs tests over seeds"),
     (["--correction", "bonferroni"], "unknown correction 'bonferroni'; valid: holm, bh, none"),
 ])
 def test_report_bad_input_is_one_line_error(run_dir: Path, args: list[str], message: str) -> None:
