@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from baselines.modal_immune import ModalImmuneConfig
-from baselines.modal_immune.train import random_keep
+from baselines.modal_immune.losses import random_keep, sdl_task_loss
+from baselines.modal_immune.meta import MetaState, meta_step
+from baselines.modal_immune.train import Trainer
 from harness.config import method_config
 from harness.data import Dataset
 from harness.registry import METHODS
@@ -16,14 +19,24 @@ from harness.seeding import seed_everything, torch_generator
 from harness.training import FitContext
 
 ABLATIONS = ["no_collapse", "uniform_bandit", "no_curvature_gate", "fixed_meta", "no_property", "no_sdl"]
+SECONDS = {"rec", "sdl", "collapse", "curvature_gate", "bandit", "bhgd", "eval"}
+CPU = torch.device("cpu")
+
+
+def build(name: str, data: Dataset, **options):
+    seed_everything(0)
+    cfg = method_config(name, {"*": {"epochs": 3, "batch_size": 32, "p_sdl": 0.5, **options}})
+    return METHODS.get(name)(data.spec, cfg)
 
 
 def fit(name: str, data: Dataset, **options):
-    seed_everything(0)
-    cfg = method_config(name, {"*": {"epochs": 3, "batch_size": 32, "p_sdl": 0.5, **options}})
-    model = METHODS.get(name)(data.spec, cfg)
-    result = model.fit(data, FitContext(torch.device("cpu"), torch_generator(0), seed=0))
+    model = build(name, data, **options)
+    result = model.fit(data, FitContext(CPU, torch_generator(0), seed=0))
     return model, result
+
+
+def trainer(name: str, data: Dataset, **options) -> Trainer:
+    return Trainer(build(name, data, **options), data, FitContext(CPU, torch_generator(0), seed=0))
 
 
 def test_ablations_are_registered_hidden_and_selected_by_glob() -> None:
@@ -46,16 +59,79 @@ def test_full_method_runs_every_component(tiny_mosi: Dataset) -> None:
     for upd in d["meta_updates"]:
         assert upd["K"] in (1, 2, 4, 8, 10)
         assert 0.1 <= upd["xi"]["lambda"] <= 1 and 0.05 <= upd["xi"]["eta"] <= 0.2 and 0.1 <= upd["xi"]["kappa"] <= 1
-    assert {"sdl", "rec", "curvature", "bandit", "meta"} <= set(d["seconds"])
+    assert d["bhgd_inactive_reason"] is None
     assert model.diagnostics() is d
+
+
+def test_component_seconds_are_disjoint_and_within_the_training_time(tiny_mosi: Dataset) -> None:
+    _, result = fit("modal_immune", tiny_mosi)
+    seconds = result.extra["seconds"]
+    assert set(seconds) == SECONDS
+    assert all(v >= 0 for v in seconds.values())
+    # disjoint blocks: their sum cannot exceed the wall time of the whole run (nested timers would double count)
+    assert sum(seconds.values()) <= result.train_time_s
 
 
 def test_fixed_meta_keeps_xi_and_no_gate_skips_curvature(tiny_mosi: Dataset) -> None:
     _, fixed = fit("modal_immune-fixed_meta", tiny_mosi)
     assert not fixed.extra["meta_updates"]
     assert all(x == pytest.approx({"lambda": 0.5, "eta": 0.1, "kappa": 0.5}) for x in fixed.extra["xi_per_epoch"])
+    assert "meta_learning is false" in fixed.extra["bhgd_inactive_reason"] and "bhgd" not in fixed.extra["seconds"]
     _, nogate = fit("modal_immune-no_curvature_gate", tiny_mosi)
-    assert not nogate.extra["gate_fractions"] and "curvature" not in nogate.extra["seconds"]
+    assert not nogate.extra["gate_fractions"] and "curvature_gate" not in nogate.extra["seconds"]
+    assert nogate.extra["meta_updates"] and "collapse" in nogate.extra["seconds"]
+
+
+def test_no_collapse_skips_bhgd_and_the_gate_and_says_so(tiny_mosi: Dataset) -> None:
+    model, result = fit("modal_immune-no_collapse", tiny_mosi)
+    d = result.extra
+    assert not d["meta_updates"] and "use_collapse is false" in d["bhgd_inactive_reason"]
+    assert all(x == pytest.approx({"lambda": 0.5, "eta": 0.1, "kappa": 0.5}) for x in d["xi_per_epoch"])
+    assert not d["gate_fractions"] and not d["curvature_lambda_min"]
+    assert not {"bhgd", "collapse", "curvature_gate"} & set(d["seconds"])
+    assert "curvature gate" in METHODS.get("modal_immune-no_collapse").card.notes
+    with pytest.raises(ValueError, match="use_collapse is false"):
+        meta_step(model, tiny_mosi, MetaState.initial(model.config, CPU), FitContext(CPU, torch_generator(0), seed=0),
+                  np.random.default_rng(0), None)
+
+
+@pytest.mark.parametrize(("optimizer", "cls"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_the_optimizer_option_is_honoured(tiny_mosi: Dataset, optimizer: str, cls: type) -> None:
+    opt = trainer("modal_immune", tiny_mosi, optimizer=optimizer, weight_decay=0.01).opt
+    assert type(opt) is cls  # exact type: AdamW subclasses Adam
+    assert all(g["weight_decay"] == 0.01 for g in opt.param_groups)
+
+
+def test_only_the_property_vectors_get_the_property_lr(tiny_mosi: Dataset) -> None:
+    t = trainer("modal_immune", tiny_mosi, lr=2e-3, property_lr=5e-4)
+    net, groups = t.model.net, t.opt.param_groups
+    assert len(groups) == 2 and groups[0]["lr"] == 2e-3 and groups[1]["lr"] == 5e-4
+    assert len(groups[1]["params"]) == 1 and groups[1]["params"][0] is net.property
+    rest = {id(p) for p in groups[0]["params"]}
+    assert all(id(p) in rest for p in net.property_proj.parameters())  # W of L_pe is an ordinary layer
+    assert len(rest) + 1 == len(list(t.model.parameters()))
+    assert len(trainer("modal_immune-no_property", tiny_mosi).opt.param_groups) == 1
+
+
+def test_bandit_delta_and_reward_momentum_reach_the_bandit(tiny_mosi: Dataset) -> None:
+    t = trainer("modal_immune", tiny_mosi, bandit_delta=0.2, bandit_reward_momentum=0.5)
+    horizon = round(0.5 * 3 * t.steps_per_epoch)
+    assert t.bandit.beta == pytest.approx(math.sqrt(math.log(3 / 0.2) / (3 * horizon)))
+    assert t.normalizer.momentum == 0.5
+
+
+@pytest.mark.parametrize("fill", ["mask_token", "generator"])
+def test_sdl_fill_chooses_what_takes_the_target_slot(tiny_mosi: Dataset, fill: str) -> None:
+    model = build("modal_immune", tiny_mosi, sdl_fill=fill)
+    assert hasattr(model.net, "mask_token") == (fill == "mask_token")  # built only when something uses it
+    model.train()
+    loss, _ = sdl_task_loss(model, tiny_mosi.train, target=1)
+    loss.backward()
+    gen_grads = [p.grad for p in model.net.generators.parameters()]
+    assert all(g is not None for g in gen_grads) == (fill == "generator")
+    model.zero_grad()
+    model.training_loss(tiny_mosi.train, torch_generator(0)).backward()  # the contract: every parameter is trained
+    assert all(p.grad is not None for p in model.parameters())
 
 
 def test_classification_and_missing_fill_options(tiny_iemocap: Dataset) -> None:
@@ -76,13 +152,31 @@ def test_random_keep_keeps_at_least_one_available_modality() -> None:
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("p_sdl", 1.0, "p_sdl = 1.0 is invalid; valid: in \\[0, 1\\)"),
-    ("embed", 60, "multiple of fusion_heads"),
-    ("bandit", "ucb", "'exp3p' or 'uniform'"),
-    ("stable_rank_sign", 0, "1 or -1"),
+    ("embed", 60, "embed = 60 is invalid; valid: a positive multiple of fusion_heads"),
+    ("bandit", "ucb", "bandit = 'ucb' is invalid; valid: 'exp3p' or 'uniform'"),
+    ("stable_rank_sign", 0, "stable_rank_sign = 0 is invalid; valid: 1 or -1"),
+    ("bandit_gamma", 0.0, "bandit_gamma = 0.0 is invalid; valid: in \\(0, 1\\]"),
+    ("bandit_gamma", 1.5, "bandit_gamma = 1.5 is invalid; valid: in \\(0, 1\\]"),
+    ("neumann_tol", 0.0, "neumann_tol = 0.0 is invalid; valid: in \\(0, 1\\)"),
+    ("neumann_tol", 1.0, "neumann_tol = 1.0 is invalid; valid: in \\(0, 1\\)"),
+    ("curvature_iters", 11, "curvature_iters = 11 is invalid; valid: in \\[1, 10\\]"),
+    ("curvature_iters", 0, "curvature_iters = 0 is invalid; valid: in \\[1, 10\\]"),
+    ("neumann_kmax", 11, "neumann_kmax = 11 is invalid; valid: in \\[1, 10\\]"),
+    ("bandit_delta", 0.0, "bandit_delta = 0.0 is invalid; valid: in \\(0, 1\\)"),
+    ("bandit_reward_momentum", 1.0, "bandit_reward_momentum = 1.0 is invalid; valid: in \\[0, 1\\)"),
+    ("sdl_fill", "zeros", "sdl_fill = 'zeros' is invalid; valid: 'mask_token' or 'generator'"),
 ])
 def test_config_errors_name_the_field(field: str, value, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ModalImmuneConfig(**{field: value})
+
+
+def test_config_boundaries_and_cross_field_checks() -> None:
+    ModalImmuneConfig(bandit_gamma=1.0, curvature_iters=10, neumann_kmax=10, neumann_tol=0.5, bandit_delta=0.5)
+    no_gen = {"use_generator": False, "use_back_translation": False, "missing_fill": "mask_token"}
+    ModalImmuneConfig(**no_gen)
+    with pytest.raises(ValueError, match="sdl_fill = 'generator' is invalid; valid: 'mask_token' when use_generator"):
+        ModalImmuneConfig(sdl_fill="generator", **no_gen)
 
 
 def test_single_modality_dataset_is_refused(tiny_mosi: Dataset) -> None:

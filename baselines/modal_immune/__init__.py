@@ -27,39 +27,63 @@ from harness.training import FitContext, FitResult
 
 @dataclass(frozen=True)
 class ModalImmuneConfig(MethodConfig):
-    """Defaults follow the paper (§4.2, Table 7, App. B/C) where it is explicit.
+    """Defaults follow the paper (§4.2, Table 7, App. B/C) where it is explicit; "not given" marks a gap, with the
+    reason for the value chosen.
 
     Architecture — ``embed`` d: embedding size (not given; 64 keeps CPU runs fast, divisible by 8 heads);
-    ``property_dim`` d_p = 128 (§4.2); ``fusion_heads`` = 8 (Table 7); ``fusion_layers``: attention layers.
-    Losses — ``alpha_re``, ``beta_pe``, ``gamma_con``: weights of L_re, L_pe, L_con (not given; 0.1 each);
-    ``con_temperature``: InfoNCE temperature (not given; 0.1); ``rec_mask_p``: per-modality masking
-    probability in reconstruction batches (not given; 0.3, at least one modality kept).
+    ``property_dim`` d_p = 128 (§4.2); ``fusion_heads`` = 8 (Table 7); ``fusion_layers``: attention layers of the
+    hub (not given; 1: the hub sees only M <= 3 modality tokens, and one layer already lets every pair interact).
+    Losses — ``alpha_re``, ``beta_pe``, ``gamma_con``: weights of L_re, L_pe, L_con (not given; 0.1 each, gap #6);
+    ``con_temperature``: InfoNCE temperature (not given; 0.1, a common value for L2-normalised embeddings, e.g. in
+    SimCLR); ``rec_mask_p``: per-modality masking probability in reconstruction batches (not given; 0.3 masks about
+    one modality in three, so most batches give L_re masked-but-observed targets while most fused inputs stay
+    complete; at least one modality is always kept).
     SDL — ``p_sdl`` = 0.2 (Table 7); ξ initial values ``lambda_coll`` 0.5, ``eta_rank`` 0.1, ``kappa`` 0.5
-    (Table 7/8); ``stable_rank_sign``: −1, the text's reading (§3.2, Fig. 6: collapse *flattens* the spectrum),
-    not the + that Eq. (12) prints (gap #17). Measured (tests/test_modal_immune_components.py): minimising the
-    collapse loss with +η keeps a label-carrying encoder rank-1 and the label decodable (stable rank 1.1, R² 0.85);
-    with −η the embeddings become near-isotropic and the label undecodable (stable rank 4.4, R² 0.25).
-    Bandit — ``bandit`` "exp3p" or "uniform"; ``bandit_gamma`` 0.05 (App. C); ``bandit_eta_mode`` "paper"
-    (η = min(0.5, ln K/(K T))) or "sqrt" (√(ln K/(K T)), the usual EXP3 rate).
-    Curvature gate — ``curvature_iters``: Hessian-vector products per query, ≤ 10 (§4.13), shared by the λ_max
-    and λ_min power iterations; ``curvature_batch``: samples of the SDL batch the curvature is estimated on
-    (sub-sampling as §3.13 recommends; 16); ``curvature_source`` "hessian"
-    (default: an empirical Fisher is PSD, so the gate's λ_min < −τ could never fire, gap #2) or "fisher";
-    ``gate_mode`` "paper" (ρ = 0 freezes the attacked encoder as §3.8 says, ρ = −κ applies g̃ = (I + ρM)g of
-    A.3) or "a3" (A.3 in both branches, so ρ = 0 leaves g unchanged); ``gate_mask_prob`` q of M = diag(Bern(q))
-    (not given; 0.1).
-    Meta-learning (BHGD) — ``meta_every`` epochs between updates ("periodically"; once per epoch);
-    ``meta_lr``: sign-gradient step on ξ (not given); ``inner_lr`` α = 5e-3 (App. B); ``neumann_tol`` 0.02
-    and ``neumann_kmax`` 10 (App. C, Fig. 5); ``meta_batch``: validation samples per update;
-    ``hypergrad_form`` "paper" (Eq. 15 as printed: Σ(αH)^k v, certified by αβ < 1; for small α a
+    (Table 7/8); ``sdl_fill``: what takes m*'s fusion slot in an SDL batch, "mask_token" (default: the literal
+    "omitted from fusion" of Eq. 6 and Alg. 1 line 8, gap #7) or "generator" (G_m's surrogate from the other
+    modalities, as §3.5 does for missing ones); ``stable_rank_sign``: −1, the text's reading (§3.2, Fig. 6:
+    collapse *flattens* the spectrum), not the + that Eq. (12) prints (gap #17). Measured
+    (tests/test_modal_immune_components.py): minimising the collapse loss with +η keeps a label-carrying encoder
+    rank-1 and the label decodable (stable rank 1.1, R² 0.85); with −η the embeddings become near-isotropic and the
+    label undecodable (stable rank 4.4, R² 0.25).
+    Bandit — ``bandit`` "exp3p" or "uniform"; ``bandit_gamma`` γ = 0.05 (App. C; EXP3.P needs 0 < γ <= 1);
+    ``bandit_eta_mode`` "paper" (η = min(0.5, ln K/(K T)) as App. C states) or "sqrt" (√(ln K/(K T)), the usual EXP3
+    rate); ``bandit_delta`` δ of EXP3.P's confidence bonus β = √(ln(K/δ)/(K T)) (not given; 0.05: the regret bound
+    of Auer et al. 2002 then holds with probability 95 %); ``bandit_reward_momentum``: momentum of the running mean
+    m in the reward ℓ/(ℓ + m) (not given, gap #5; 0.9 averages about the last ten SDL batches, so the reward follows
+    the shrinking scale of ℓ in training).
+    Curvature gate — ``curvature_iters``: Hessian-vector products per query, 1–10 (§4.13 caps it at 10), shared by
+    both ends of the spectrum (Lanczos); ``curvature_batch``: samples of the SDL batch the curvature is estimated on
+    (sub-sampling as §3.13 recommends; 16); ``curvature_source`` "hessian" (default: an empirical Fisher is PSD, so
+    the gate's λ_min < −τ could never fire, gap #2) or "fisher"; ``gate_mode`` "paper" (ρ = 0 freezes the attacked
+    encoder as §3.8 says, ρ = −κ applies g̃ = (I + ρM)g of A.3) or "a3" (A.3 in both branches, so ρ = 0 leaves g
+    unchanged); ``gate_mask_prob`` q of M = diag(Bern(q)) (not given, gap #4; 0.1: the negative feedback touches a
+    tenth of the coordinates, keeping E‖ρM‖ small as A.3's variance bound asks). τ = 0.01/lr (Eq. 13) uses the
+    current encoder lr: the inherited lr = 1e-3 starts it at τ = 10.
+    Meta-learning (BHGD) — ``meta_every`` epochs between updates ("periodically"; once per epoch); ``meta_lr``:
+    sign-gradient step on ξ (not given; 0.02 crosses ξ's widest range, 0.1–1, in 45 updates, about one training
+    budget at one update per epoch, so no single noisy hyper-gradient moves ξ far); ``inner_lr`` α = 5e-3 (App. B);
+    ``neumann_tol`` 0.02 in (0, 1) and ``neumann_kmax`` 10, at most 10 (App. C, Fig. 5); ``meta_batch``: validation
+    samples per update (not given; 64, mid-way in the 32–128 the reference suggests, and affordable for the HVPs on a
+    CPU); ``hypergrad_form`` "paper" (Eq. 15 as printed: Σ(αH)^k v, certified by αβ < 1; for small α a
     curvature-corrected one-step greedy hyper-gradient) or "ift" (α Σ(I − αH)^k v = H⁻¹v, the exact implicit
-    hyper-gradient when it converges; with an indefinite H it never certifies and always uses K = 10).
+    hyper-gradient when it converges; with an indefinite H it never certifies and always uses K = 10). BHGD only
+    runs when ξ reaches a trained loss: not with ``use_collapse`` false (see ``meta.inactive_reason``).
     Inference — ``missing_fill`` "generator" (G_m synthesises a missing modality, §3.5) or "mask_token"
     (§4.1's learnable mask token).
-    Switches for ablations — ``use_collapse``, ``use_generator``, ``use_property``, ``use_back_translation``,
-    ``curvature_gate``, ``meta_learning``.
-    Training — batch 32 (§4.13), cosine-annealed learning rate (App. C), ``property_lr`` 1e-3 (§4.2), MSE task
-    loss for regression (§3.6), epochs and patience as every other method here so budgets are equal.
+    Switches for ablations — ``use_collapse`` (false also turns off the curvature gate and BHGD: the gate reads the
+    curvature of λ·L_coll, and ξ weights nothing else), ``use_generator``, ``use_property``,
+    ``use_back_translation``, ``curvature_gate``, ``meta_learning``.
+    Training — batch 32 (§4.13), ``optimizer`` AdamW or Adam (both honoured), cosine-annealed learning rate
+    (App. C), ``property_lr`` 1e-3 for the property vectors p_m only (§4.2), MSE task loss for regression (§3.6),
+    epochs and patience as every other method here so budgets are equal.
+
+    Fixed choices, not fields (one reading is clearly intended, or the alternative would measure nothing new):
+    σ_B = ρ_B/√d is detached (gap #8): it is the scale of the noise target, and a gradient through it would add a
+    shrink-the-top-singular-value term Eq. (12) does not write. BHGD's m* is the bandit's most likely arm (a uniform
+    draw with ``bandit="uniform"``): the hyper-gradient needs one m*, and that arm's collapse term dominates the
+    expected L_SDL. ℓ_m* is observed after the SDL update, with two no-grad forward passes of the same batch
+    (Alg. 1 line 11 follows the step of line 10). EXP3.P's weights start uniform (Alg. 1 line 1).
     """
 
     batch_size: int = 32
@@ -74,6 +98,7 @@ class ModalImmuneConfig(MethodConfig):
     con_temperature: float = 0.1
     rec_mask_p: float = 0.3
     p_sdl: float = 0.2
+    sdl_fill: str = "mask_token"
     lambda_coll: float = 0.5
     eta_rank: float = 0.1
     kappa: float = 0.5
@@ -81,6 +106,8 @@ class ModalImmuneConfig(MethodConfig):
     bandit: str = "exp3p"
     bandit_gamma: float = 0.05
     bandit_eta_mode: str = "paper"
+    bandit_delta: float = 0.05
+    bandit_reward_momentum: float = 0.9
     curvature_iters: int = 10
     curvature_batch: int = 16
     curvature_source: str = "hessian"
@@ -104,16 +131,19 @@ class ModalImmuneConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        unit = "in [0, 1)"
         self.check("embed", self.embed >= self.fusion_heads and self.embed % self.fusion_heads == 0,
                    f"a positive multiple of fusion_heads ({self.fusion_heads})")
-        for name in ("property_dim", "fusion_heads", "fusion_layers", "curvature_iters", "curvature_batch",
-                     "neumann_kmax", "meta_every", "meta_batch"):
+        for name in ("property_dim", "fusion_heads", "fusion_layers", "curvature_batch", "meta_every", "meta_batch"):
             self.check(name, getattr(self, name) >= 1, ">= 1")
+        self.check("curvature_iters", 1 <= self.curvature_iters <= 10, "in [1, 10] (§4.13: at most 10 products)")
+        self.check("neumann_kmax", 1 <= self.neumann_kmax <= 10, "in [1, 10] (App. C: K_max = 10)")
         for name in ("alpha_re", "beta_pe", "gamma_con", "lambda_coll", "eta_rank", "kappa", "meta_lr"):
             self.check(name, getattr(self, name) >= 0, ">= 0")
-        for name in ("rec_mask_p", "p_sdl", "gate_mask_prob", "bandit_gamma", "neumann_tol"):
-            self.check(name, 0 <= getattr(self, name) < 1, unit)
+        for name in ("rec_mask_p", "p_sdl", "gate_mask_prob", "bandit_reward_momentum"):
+            self.check(name, 0 <= getattr(self, name) < 1, "in [0, 1)")
+        self.check("bandit_gamma", 0 < self.bandit_gamma <= 1, "in (0, 1] (EXP3.P's exploration rate)")
+        self.check("bandit_delta", 0 < self.bandit_delta < 1, "in (0, 1) (EXP3.P's confidence level)")
+        self.check("neumann_tol", 0 < self.neumann_tol < 1, "in (0, 1) (a tail-to-‖v‖ ratio)")
         self.check("con_temperature", self.con_temperature > 0, "> 0")
         self.check("inner_lr", self.inner_lr > 0, "> 0")
         self.check("property_lr", self.property_lr > 0, "> 0")
@@ -125,6 +155,9 @@ class ModalImmuneConfig(MethodConfig):
         self.check("hypergrad_form", self.hypergrad_form in ("paper", "ift"), "'paper' or 'ift'")
         self.check("missing_fill", self.missing_fill in ("generator", "mask_token"), "'generator' or 'mask_token'")
         self.check("missing_fill", self.use_generator or self.missing_fill == "mask_token",
+                   "'mask_token' when use_generator is false")
+        self.check("sdl_fill", self.sdl_fill in ("mask_token", "generator"), "'mask_token' or 'generator'")
+        self.check("sdl_fill", self.use_generator or self.sdl_fill == "mask_token",
                    "'mask_token' when use_generator is false")
         self.check("use_back_translation", self.use_generator or not self.use_back_translation,
                    "false when use_generator is false")
@@ -173,11 +206,11 @@ class ModalImmune(Method):
     def forward(self, batch: Batch) -> Tensor:
         return self.net(batch)
 
-    def training_loss(self, batch: Batch, generator) -> Tensor:
+    def training_loss(self, batch: Batch, generator: torch.Generator) -> Tensor:
         """The expected per-batch objective of Eq. (8): (1 − p_sdl)·L_rec + p_sdl·L_SDL(m*), m* drawn uniformly
         from ``generator``, at the initial ξ. ``fit`` runs Algorithm 1 itself, one kind of batch at a time."""
+        from baselines.modal_immune.losses import reconstruction_loss, sdl_loss
         from baselines.modal_immune.meta import MetaState
-        from baselines.modal_immune.train import reconstruction_loss, sdl_loss
 
         loss = reconstruction_loss(self, batch, generator)[0]
         p = self.config.p_sdl
@@ -210,7 +243,9 @@ def variant(name: str, doc: str, **defaults: Any) -> type[ModalImmune]:
 
 METHODS.add("modal_immune", ModalImmune)
 ABLATIONS = {
-    "no_collapse": ("No collapse regularizer in SDL batches (m* still omitted).", {"use_collapse": False}),
+    "no_collapse": ("No collapse regularizer in SDL batches (m* still omitted). This also turns off the curvature "
+                    "gate (it gates on the curvature of λ·L_coll) and BHGD (ξ then weights no trained loss).",
+                    {"use_collapse": False}),
     "uniform_bandit": ("m* drawn uniformly instead of by EXP3.P.", {"bandit": "uniform"}),
     "no_curvature_gate": ("No curvature-gated gradient masking.", {"curvature_gate": False}),
     "fixed_meta": ("ξ = {λ, η, κ} fixed at their initial values (no BHGD).", {"meta_learning": False}),

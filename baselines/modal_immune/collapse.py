@@ -37,6 +37,14 @@ def stable_rank(cov: Tensor) -> Tensor:
     the first derivative is exact (for a simple top eigenvalue); second derivatives leave out v's rotation.
     That keeps Hessian-vector products finite when cov is rank-deficient (batch n < d), where the second
     derivative of ``eigvalsh`` is 0/0 over the repeated zero eigenvalues.
+
+    What the curvature gate loses by this: the exact d²λ_max adds 2 Σ_i (v_iᵀ dC v)² / (λ_max − λ_i) >= 0, which
+    enters L_coll with the factor −s·η·tr/λ_max². With s = −1 (the default) the omitted part is PSD, so the gate's
+    Hessian is the exact one minus a PSD matrix and its λ_min is never above the exact λ_min (the gate errs towards
+    freezing). Measured against the exact Hessian (tests/test_modal_immune_components.py: a tiny Bi-LSTM encoder,
+    16 samples, λ = 0.5, η = 0.1): with d = 4 (132 parameters, 20 seeds) λ_min was too negative by a median 2.3 %,
+    at most 37 %, and λ_max too small by up to 8× when the top two covariance eigenvalues were close; with d = 24 > n
+    (232 parameters, 10 seeds) by a median 2.9 %, at most 20 %.
     """
     eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
     with torch.no_grad(), torch.autocast(device_type=cov.device.type, enabled=False):

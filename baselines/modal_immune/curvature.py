@@ -3,10 +3,14 @@
 λ_min of the attacked encoder's curvature is estimated from at most ``iters`` Hessian-vector products (§4.13
 caps the query at 10 power iterations) by Lanczos, the Krylov refinement of power iteration: the same
 products, both extreme eigenvalues, and much faster convergence than power iteration on H and then on the
-shifted H − λ_max I. The Hessian is the default source
-because an empirical Fisher / Gauss–Newton matrix is PSD, so the gate's λ_min < −τ could never fire (gap #2);
-``source="fisher"`` uses the batch gradient's outer product g gᵀ (λ_min = 0 whenever dim > 1), kept to show
-exactly that.
+shifted H − λ_max I. The Ritz values lie inside the spectrum (interlacing), so the λ_min estimate is never below
+that of the Hessian it is given: this error can only make the gate freeze less often (the Hessian itself has the
+opposite bias, see ``collapse.stable_rank``). Measured (test): on 50-dimensional Hessians with 10 products,
+isolated extreme eigenvalues are exact to 1e-9 of the spread; on random (GOE) spectra, whose edges are not
+isolated, both ends were within 7.5 % of the spectral spread over 200 seeds (median 0.3 %).
+The Hessian is the default source because an empirical Fisher / Gauss–Newton matrix is PSD, so the gate's
+λ_min < −τ could never fire (gap #2); ``source="fisher"`` uses the batch gradient's outer product g gᵀ
+(λ_min = 0 whenever dim > 1), kept to show exactly that.
 
 Gate (Eq. 13–14): τ = 0.01 / lr; ρ = 0 if λ_min < −τ, else ρ = −κ. Applying it (mode ``"paper"``): ρ = 0
 freezes the attacked encoder (its gradient is zeroed, §3.8); ρ = −κ gives g̃ = (I + ρM) g with M = diag(b),
@@ -21,8 +25,10 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from baselines.modal_immune.collapse import collapse_loss
 
 Vec = list[Tensor]
 
@@ -111,6 +117,22 @@ def min_eigenvalue(loss: Tensor, params: Sequence[Tensor], *, iters: int = 10,
     if source != "hessian":
         raise ValueError(f"curvature source must be 'hessian' or 'fisher', got {source!r}")
     return extreme_eigenvalues(hvp_fn(loss, params), params, iters, generator)
+
+
+def collapse_curvature(encoder: nn.Module, x: Tensor, lengths: Tensor, lam: Tensor | float, eta: Tensor | float,
+                       *, iters: int, generator: torch.Generator, source: str = "hessian",
+                       stable_rank_sign: int = -1) -> tuple[float, float]:
+    """(λ_min, λ_max) of the curvature of λ·L_coll(encoder(x)) w.r.t. the encoder's trainable parameters: the
+    quantity the gate thresholds (the only part of L_SDL that depends on the attacked encoder is L_coll).
+
+    ``x [n, T, D]`` is already zero-filled where the modality is unavailable. ``generator`` draws the collapse noise
+    first, then Lanczos' start vector. The Hessian is that of ``collapse.stable_rank``'s envelope form, whose second
+    derivative is approximate (see ``collapse.stable_rank``).
+    """
+    params = [p for p in encoder.parameters() if p.requires_grad]
+    with double_backward_safe():
+        coll, _ = collapse_loss(encoder(x, lengths), eta, generator=generator, stable_rank_sign=stable_rank_sign)
+        return min_eigenvalue(lam * coll, params, iters=iters, generator=generator, source=source)
 
 
 def gate(lambda_min: float, encoder_lr: float, kappa: float) -> float:

@@ -4,10 +4,13 @@ Implicit-function hyper-gradient of L_val(θ*(ξ)) with the standard sign (gap #
     dL_val/dξ = ∂L_val/∂ξ − (∂²L_train/∂ξ∂θ) · H⁻¹ · ∂L_val/∂θ,     H = ∂²L_train/∂θ².
 H⁻¹v is a truncated Neumann series, selectable by ``form``:
 
-- ``"ift"`` (default): H⁻¹v = α Σ_{k≥0} (I − αH)^k v (Lorraine et al. 2020), contraction q = ‖I − αH‖₂ =
-  max(|1 − αλ_min|, |1 − αλ_max|). This is the series whose sum *is* the implicit hyper-gradient.
-- ``"paper"``: Eq. (15) as printed, (I − αH)⁻¹v = Σ_{k≥0} (αH)^k v, contraction q = αβ with β = ‖H‖₂. Its sum is
-  not H⁻¹v (the review note's point 4), so it is an option, not the default.
+- ``"paper"`` (the default of ``ModalImmuneConfig.hypergrad_form`` and of :func:`hypergradient`): Eq. (15) as
+  printed, (I − αH)⁻¹v = Σ_{k≥0} (αH)^k v, contraction q = αβ with β = ‖H‖₂. Its sum is not H⁻¹v (the review
+  note's point 4); for the small α = 5e-3 it is a curvature-corrected one-step greedy hyper-gradient, and its
+  certificate needs only αβ < 1, which an indefinite Hessian can meet.
+- ``"ift"``: H⁻¹v = α Σ_{k≥0} (I − αH)^k v (Lorraine et al. 2020), contraction q = ‖I − αH‖₂ =
+  max(|1 − αλ_min|, |1 − αλ_max|). This is the series whose sum *is* the implicit hyper-gradient, but with an
+  indefinite H (λ_min < 0) q > 1: it never certifies and always runs K = k_max, so it is the option.
 
 Certificate (App. A.4, Eq. 37): the tail after K terms is at most q^K / (1 − q) · ‖v‖ (times α for ``ift``).
 K starts at 1 and doubles (1, 2, 4, 8), capped at ``k_max`` = 10, until q^K / (1 − q) <= ``tol_ratio`` (0.02);
@@ -62,7 +65,7 @@ class HyperGradient:
 
 def hypergradient(train_loss: Callable[[], Tensor], val_loss: Callable[[], Tensor], params: Sequence[Tensor],
                   hparams: Sequence[Tensor], *, alpha: float, tol_ratio: float = 0.02, k_max: int = 10,
-                  form: str = "ift", iters: int = 10, generator: torch.Generator | None = None) -> HyperGradient:
+                  form: str = "paper", iters: int = 10, generator: torch.Generator | None = None) -> HyperGradient:
     """dL_val/dξ for each tensor in ``hparams`` (0-d, requires_grad); ``train_loss`` must depend on them."""
     if form not in ("ift", "paper"):
         raise ValueError(f"form must be 'ift' or 'paper', got {form!r}")

@@ -11,12 +11,14 @@ through any loss (it only scales a gradient), so its hyper-gradient is the one-s
 θ is restricted to the attacked encoder and the prediction path (fusion hub, modality positions, head): λ and
 η reach L_train only through L_coll of the attacked encoder, so the mixed derivative ∂²L_train/∂ξ∂θ vanishes
 elsewhere, and dropping the other blocks of H (a block-diagonal approximation) keeps the Neumann products
-affordable on a CPU. β (for the certificate) is estimated by power iteration within the same HVP budget as the
-curvature gate (``curvature_iters``).
+affordable on a CPU. β (for the certificate) is estimated by Lanczos (power iteration's Krylov form) within the
+same HVP budget as the curvature gate (``curvature_iters``). BHGD runs only when ξ weights a trained loss
+(:func:`inactive_reason`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,7 @@ from torch import Tensor
 from baselines.modal_immune.collapse import collapse_loss
 from baselines.modal_immune.curvature import double_backward_safe
 from baselines.modal_immune.hypergrad import hypergradient, project_meta
+from baselines.modal_immune.losses import per_sample_task_loss, random_keep, reconstruction_loss
 from harness.data import Dataset
 from harness.seeding import torch_generator
 from harness.training import FitContext
@@ -58,12 +61,26 @@ class MetaState:
         return {k: float(v) for k, v in self.values().items()}
 
 
+def inactive_reason(c: ModalImmuneConfig) -> str | None:
+    """Why BHGD does not run under ``c``, or None when it does. A hyper-gradient of ξ only means something when ξ
+    weights a loss that training actually minimises."""
+    if not c.meta_learning:
+        return "meta_learning is false: ξ stays at its initial values"
+    if c.p_sdl == 0:
+        return "p_sdl = 0: there are no SDL batches, so ξ weights no trained loss"
+    if not c.use_collapse:
+        return ("use_collapse is false: λ and η weight a collapse term that is never trained, and κ scales the "
+                "curvature gate, which is off without it")
+    return None
+
+
 def meta_step(model: ModalImmune, data: Dataset, xi: MetaState, ctx: FitContext, rng: np.random.Generator,
               bandit: Exp3P) -> dict[str, Any]:
     """One BHGD update of ``xi`` in place; returns what happened (for the diagnostics)."""
-    from baselines.modal_immune.train import per_sample_task_loss, random_keep, reconstruction_loss
-
     c = model.config
+    reason = inactive_reason(c)
+    if reason is not None:  # the training loss below would contain a term that training never sees
+        raise ValueError(f"BHGD cannot run with this configuration: {reason}")
     n = c.meta_batch
     seed = int(rng.integers(2**62))
     train = data.train.index(torch.randperm(len(data.train), generator=torch_generator(seed))[:n].to(ctx.device))
@@ -108,7 +125,8 @@ def meta_step(model: ModalImmune, data: Dataset, xi: MetaState, ctx: FitContext,
             "grad": {"lambda": g_lam, "eta": g_eta, "kappa": g_kappa}, "xi": xi.as_dict()}
 
 
-def kappa_hypergradient(model: ModalImmune, train_loss, val_loss, target: int) -> float:
+def kappa_hypergradient(model: ModalImmune, train_loss: Callable[[], Tensor], val_loss: Callable[[], Tensor],
+                        target: int) -> float:
     """dL_val/dκ of one gated step on the attacked encoder: lr · q · ⟨∂L_val/∂θ_m*, ∂L_train/∂θ_m*⟩."""
     c = model.config
     enc = [p for p in model.net.encoders[model.spec.modalities[target]].parameters() if p.requires_grad]

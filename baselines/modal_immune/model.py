@@ -38,7 +38,8 @@ class ModalImmuneNet(nn.Module):
             for m, dim, t in zip(mods, spec.dims, spec.seq_lens, strict=True)
         })
         # Only what the configuration uses is built, so every parameter is trained (the method contract).
-        if c.p_sdl > 0 or not c.use_generator or c.missing_fill == "mask_token":
+        sdl_mask = c.p_sdl > 0 and c.sdl_fill == "mask_token"
+        if sdl_mask or not c.use_generator or c.missing_fill == "mask_token":
             self.mask_token = nn.Parameter(torch.randn(len(mods), d) * 0.02)
         if c.use_property and c.use_generator:
             self.property = nn.Parameter(torch.randn(len(mods), c.property_dim) * 0.02)

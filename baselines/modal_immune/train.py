@@ -4,30 +4,41 @@ Per mini-batch, with probability ``p_sdl`` an SDL step (§3.6 Eq. 6–8, §3.7�
 reconstruction-driven step (Eq. 4–5); after every ``meta_every`` epochs a BHGD update of ξ = {λ, η, κ}
 (§3.9). Host-side decisions (SDL or not, the bandit's arm) come from a numpy generator seeded from the cell;
 device randomness from the cell's torch generator. The bandit's reward is the one host sync per SDL step.
+
+Wall time per component (``diagnostics.seconds``), non-overlapping, so they add up to at most the training time:
+``rec`` reconstruction steps (forward, backward, optimizer step); ``sdl`` SDL steps less the three parts below
+(task forward, the one backward of L_SDL, including L_coll's backward, and the optimizer step); ``collapse`` the
+forward of λ·L_coll; ``curvature_gate`` the λ_min estimate and rewriting the encoder's gradient; ``bandit`` the
+arm choice, the two no-grad passes of ℓ_m* and the EXP3.P update; ``bhgd`` the ξ updates; ``eval`` the per-epoch
+stable-rank probe and validation. Times are host clocks without device synchronisation (which would stall the
+GPU), so on a GPU a component's queued kernels may be charged to the next host sync, the bandit's reward.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from baselines.modal_immune.bandit import Exp3P, InfoGainNormalizer, info_gain
-from baselines.modal_immune.collapse import batch_covariance, collapse_loss, stable_rank
-from baselines.modal_immune.curvature import apply_gate, double_backward_safe, gate, min_eigenvalue
-from baselines.modal_immune.meta import MetaState, meta_step
+from baselines.modal_immune.bandit import Exp3P, InfoGainNormalizer
+from baselines.modal_immune.collapse import batch_covariance, stable_rank
+from baselines.modal_immune.curvature import apply_gate, collapse_curvature, gate
+from baselines.modal_immune.losses import collapse_term, observe_info_gain, reconstruction_loss, sdl_task_loss
+from baselines.modal_immune.meta import MetaState, inactive_reason, meta_step
 from harness.data import Batch, Dataset
 from harness.training import (
     FitContext,
     FitResult,
     Selector,
     check_finite,
+    make_optimizer,
     minibatches,
     resolve_select_metric,
     validation_score,
@@ -37,71 +48,19 @@ if TYPE_CHECKING:
     from baselines.modal_immune import ModalImmune
 
 
-def random_keep(present: Tensor, p: float, generator: torch.Generator) -> Tensor:
-    """Mask each available modality with probability ``p``, keeping at least one per row: bool ``[N, M]``.
-
-    A row that lost every modality keeps the one with the highest uniform draw among its available ones.
-    """
-    u = torch.rand(present.shape, generator=generator, device=generator.device).to(present.device)
-    keep = present & (u >= p)
-    rescue = torch.where(present, u, torch.full_like(u, -1.0)).argmax(1)
-    empty = ~keep.any(1, keepdim=True)
-    return keep | (empty & F.one_hot(rescue, present.shape[1]).bool())
+PROPERTY = "net.property"  # the p_m matrix; ``net.property_proj`` (W of L_pe) is an ordinary layer
 
 
-def per_sample_task_loss(model: ModalImmune, out: Tensor, y: Tensor) -> Tensor:
-    if model.spec.task == "classification":
-        return F.cross_entropy(out, y, reduction="none")
-    return F.l1_loss(out, y, reduction="none") if model.config.regression_loss == "l1" else (out - y) ** 2
-
-
-def reconstruction_loss(model: ModalImmune, batch: Batch, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """L_rec (Eq. 4–5) under random modality masking; returns (loss, embeddings z [N, M, d])."""
-    c, net = model.config, model.net
-    enc = net.encode(batch)
-    available = random_keep(enc.present, c.rec_mask_p, generator)
-    tokens, surrogate = net.fill(enc.z, available)
-    loss = model.task_loss(net.predict_from(tokens), batch.y)
-    if surrogate is not None and c.alpha_re > 0:
-        loss = loss + c.alpha_re * net.reconstruction_loss(enc.z, surrogate, available, enc.present)
-    if hasattr(net, "property_proj"):
-        loss = loss + c.beta_pe * net.property_loss(enc.z, enc.present)
-    if c.gamma_con > 0:
-        loss = loss + c.gamma_con * net.contrastive_loss(enc.z, available, c.con_temperature)
-    return loss, enc.z
-
-
-def sdl_loss(model: ModalImmune, batch: Batch, target: int, xi: dict[str, Tensor],
-             generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-    """L_SDL (Eq. 6–7): m* omitted from fusion (its slot gets the mask token, the literal reading), plus
-    λ·L_coll(m*). Returns (total loss, the collapse term λ·L_coll, z [N, M, d])."""
-    c, net = model.config, model.net
-    enc = net.encode(batch)
-    available = enc.present.clone()
-    available[:, target] = False
-    tokens, _ = net.fill(enc.z, available, use_generator=False)
-    loss = model.task_loss(net.predict_from(tokens), batch.y)
-    if c.gamma_con > 0:
-        loss = loss + c.gamma_con * net.contrastive_loss(enc.z, available, c.con_temperature)
-    coll = enc.z.sum() * 0.0
-    if c.use_collapse:
-        coll_raw, _ = collapse_loss(enc.z[:, target], xi["eta"], generator=generator,
-                                    stable_rank_sign=c.stable_rank_sign)
-        coll = xi["lambda"] * coll_raw
-    return loss + coll, coll, enc.z
-
-
-@torch.no_grad()
-def observe_info_gain(model: ModalImmune, batch: Batch, target: int) -> Tensor:
-    """ℓ_m* (Eq. 16): mean squared per-sample task-loss change when m* is removed, with the current model."""
-    was = model.training
-    model.eval()
-    full = per_sample_task_loss(model, model(batch), batch.y)
-    keep = torch.ones(len(model.spec.modalities), dtype=torch.bool)
-    keep[target] = False
-    without = per_sample_task_loss(model, model(batch.drop(keep)), batch.y)
-    model.train(was)
-    return info_gain(full, without)
+def param_groups(model: ModalImmune) -> list[dict[str, Any]]:
+    """Optimizer groups: everything at ``lr`` first (the gate reads the encoder lr from group 0), then the property
+    vectors p_m alone at ``property_lr`` (§4.2), matched by exact name."""
+    c = model.config
+    named = list(model.named_parameters())
+    groups: list[dict[str, Any]] = [{"params": [p for n, p in named if n != PROPERTY], "lr": c.lr}]
+    prop = [p for n, p in named if n == PROPERTY]
+    if prop:
+        groups.append({"params": prop, "lr": c.property_lr})
+    return groups
 
 
 class Trainer:
@@ -111,22 +70,29 @@ class Trainer:
         c = self.c = model.config
         self.model, self.data, self.ctx = model, data, ctx
         self.rng = np.random.default_rng(ctx.seed)
-        prop = [p for n, p in model.named_parameters() if n.startswith("net.property")]
-        rest = [p for n, p in model.named_parameters() if not n.startswith("net.property")]
-        self.opt = torch.optim.AdamW([{"params": rest, "lr": c.lr}, {"params": prop, "lr": c.property_lr}],
-                                     weight_decay=c.weight_decay)
+        self.opt = make_optimizer(param_groups(model), c)  # Adam or AdamW as ``optimizer`` says
         self.steps_per_epoch = math.ceil(len(data.train) / c.batch_size)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, c.epochs * self.steps_per_epoch)
         horizon = max(1, round(c.p_sdl * c.epochs * self.steps_per_epoch))
         self.bandit = Exp3P(len(model.spec.modalities), horizon=horizon, gamma=c.bandit_gamma,
-                            eta_mode=c.bandit_eta_mode)
-        self.normalizer = InfoGainNormalizer()
+                            eta_mode=c.bandit_eta_mode, delta=c.bandit_delta)
+        self.normalizer = InfoGainNormalizer(c.bandit_reward_momentum)
+        self.meta_inactive = inactive_reason(c)
         self.xi = MetaState.initial(c, ctx.device)
         self.diag: dict[str, list] = defaultdict(list)
         self.seconds: dict[str, float] = defaultdict(float)
         self.gates: dict[str, int] = defaultdict(int)
         probe = torch.arange(min(256, len(data.train)), device=data.train.device)
         self.probe = data.train.index(probe)
+
+    @contextlib.contextmanager
+    def timed(self, key: str) -> Iterator[None]:
+        """Adds the wall time of the block to ``seconds[key]``; blocks never nest, so the keys do not overlap."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[key] += time.perf_counter() - t0
 
     def step(self, loss: Tensor) -> None:
         if self.c.grad_clip > 0:
@@ -152,38 +118,42 @@ class Trainer:
         c, net = self.c, self.model.net
         m = self.model.spec.modalities[target]
         sub = batch.index(torch.arange(min(c.curvature_batch, len(batch)), device=batch.device))
-        params = [p for p in net.encoders[m].parameters() if p.requires_grad]
-        with double_backward_safe():
-            keep = sub.present[:, target].view(-1, 1, 1).to(sub.x[m].dtype)
-            z = net.encoders[m](sub.x[m] * keep, sub.lengths[m])
-            coll, _ = collapse_loss(z, self.xi.eta, generator=self.ctx.generator, stable_rank_sign=c.stable_rank_sign)
-            lam_min, _ = min_eigenvalue(self.xi.lam * coll, params, iters=c.curvature_iters,
-                                        generator=self.ctx.generator, source=c.curvature_source)
+        keep = sub.present[:, target].view(-1, 1, 1).to(sub.x[m].dtype)
+        lam_min, _ = collapse_curvature(net.encoders[m], sub.x[m] * keep, sub.lengths[m], self.xi.lam, self.xi.eta,
+                                        iters=c.curvature_iters, generator=self.ctx.generator,
+                                        source=c.curvature_source, stable_rank_sign=c.stable_rank_sign)
         self.diag["lambda_min"].append(lam_min)
         return gate(lam_min, self.opt.param_groups[0]["lr"], float(self.xi.kappa))
 
     def sdl_step(self, batch: Batch) -> Tensor:
-        target = self.choose_arm()
-        gated = self.c.curvature_gate and self.c.use_collapse
+        c, ctx = self.c, self.ctx
+        with self.timed("bandit"):
+            target = self.choose_arm()
+        gated = c.curvature_gate and c.use_collapse  # the gate reads λ·L_coll's curvature: none without it
         if gated:
-            t0 = time.perf_counter()
-            rho = self.curvature_gate(batch, target)
-            self.seconds["curvature"] += time.perf_counter() - t0
-        loss, _, _ = sdl_loss(self.model, batch, target, self.xi.values(), self.ctx.generator)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+            with self.timed("curvature_gate"):
+                rho = self.curvature_gate(batch, target)
+        with self.timed("sdl"):
+            loss, z = sdl_task_loss(self.model, batch, target)
+        if c.use_collapse:
+            with self.timed("collapse"):
+                loss = loss + collapse_term(self.model, z, target, self.xi.values(), ctx.generator)
+        with self.timed("sdl"):
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
         if gated:
-            encoder = list(self.model.net.encoders[self.model.spec.modalities[target]].parameters())
-            branch = apply_gate(encoder, rho, float(self.xi.kappa), mode=self.c.gate_mode,
-                                mask_prob=self.c.gate_mask_prob, generator=self.ctx.generator)
-            self.gates[branch] += 1
-        self.step(loss)
-        t0 = time.perf_counter()
-        reward = self.normalizer(float(observe_info_gain(self.model, batch, target)))
-        if self.c.bandit == "exp3p":
-            self.bandit.update(target, reward)
-        self.diag["arms"].append(target)
-        self.seconds["bandit"] += time.perf_counter() - t0
+            with self.timed("curvature_gate"):
+                encoder = list(self.model.net.encoders[self.model.spec.modalities[target]].parameters())
+                branch = apply_gate(encoder, rho, float(self.xi.kappa), mode=c.gate_mode,
+                                    mask_prob=c.gate_mask_prob, generator=ctx.generator)
+                self.gates[branch] += 1
+        with self.timed("sdl"):
+            self.step(loss)
+        with self.timed("bandit"):
+            reward = self.normalizer(float(observe_info_gain(self.model, batch, target)))
+            if c.bandit == "exp3p":
+                self.bandit.update(target, reward)
+            self.diag["arms"].append(target)
         return loss.detach()
 
     @torch.no_grad()
@@ -203,18 +173,18 @@ class Trainer:
             self.model.train()
             total = torch.zeros((), device=ctx.device)
             for idx in minibatches(len(data.train), c.batch_size, ctx.generator, ctx.device):
-                kind = "sdl" if self.rng.random() < c.p_sdl else "rec"
-                t0 = time.perf_counter()
-                total += self.sdl_step(data.train.index(idx)) if kind == "sdl" else self.rec_step(
-                    data.train.index(idx))
-                self.seconds[kind] += time.perf_counter() - t0
+                if self.rng.random() < c.p_sdl:
+                    total += self.sdl_step(data.train.index(idx))  # times its own parts
+                else:
+                    with self.timed("rec"):
+                        total += self.rec_step(data.train.index(idx))
             train_loss = check_finite(total, epoch) / self.steps_per_epoch
-            if c.meta_learning and c.p_sdl > 0 and (epoch + 1) % c.meta_every == 0:
-                t0 = time.perf_counter()
-                self.diag["meta"].append(meta_step(self.model, data, self.xi, self.ctx, self.rng, self.bandit))
-                self.seconds["meta"] += time.perf_counter() - t0
-            self.record_epoch()
-            value = validation_score(self.model, data.valid, metric)
+            if self.meta_inactive is None and (epoch + 1) % c.meta_every == 0:
+                with self.timed("bhgd"):
+                    self.diag["meta"].append(meta_step(self.model, data, self.xi, self.ctx, self.rng, self.bandit))
+            with self.timed("eval"):
+                self.record_epoch()
+                value = validation_score(self.model, data.valid, metric)
             history.append({"epoch": epoch, "train_loss": train_loss, f"valid_{metric}": value})
             ctx.on_epoch(epoch + 1, c.epochs)
             if sel.update(self.model, epoch, value):
@@ -224,7 +194,7 @@ class Trainer:
         return FitResult(metric, sel.best_epoch, sel.best_value, len(history), history,
                          time.perf_counter() - start, extra)
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         arms = np.bincount(np.asarray(self.diag["arms"], dtype=int), minlength=len(self.model.spec.modalities))
         n_gates = sum(self.gates.values())
         return {
@@ -233,6 +203,7 @@ class Trainer:
             "stable_rank_per_epoch": self.diag["stable_rank"],
             "xi_per_epoch": self.diag["xi"],
             "meta_updates": self.diag["meta"],
+            "bhgd_inactive_reason": self.meta_inactive,
             "gate_fractions": {k: v / n_gates for k, v in self.gates.items()} if n_gates else {},
             "curvature_lambda_min": self.diag["lambda_min"],
             "seconds": dict(self.seconds),
