@@ -155,6 +155,10 @@ class Batch:
                 raise ValueError(f"{where}: {m!r} lengths must be [{n}] integers in [1, {v.shape[1]}]")
         if self.present.shape != (n, len(spec.modalities)) or self.present.dtype != torch.bool:
             raise ValueError(f"{where}: present must be bool [{n}, {len(spec.modalities)}]")
+        empty = (~self.present.any(1)).nonzero().flatten().tolist()
+        if empty:  # nothing to predict from: every protocol would score a guess, so such data are refused
+            raise ValueError(f"{where}: {len(empty)} sample(s) have no modality present (row {empty[0]} first); "
+                             f"remove them from the data before running")
         self._validate_labels(spec, where)
 
     def _validate_labels(self, spec: DatasetSpec, where: str) -> None:

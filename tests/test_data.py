@@ -83,6 +83,10 @@ def test_validate_reports_the_offending_key() -> None:
     bad = {**x, "text": np.full((5, 3, 4), np.nan)}
     with pytest.raises(ValueError, match="'text' features contain NaN"):
         batch_from_numpy(bad, np.zeros(5, dtype=np.float32)).validate(spec, "d/x")
+    present = np.ones((5, 2), dtype=bool)
+    present[[1, 3]] = False
+    with pytest.raises(ValueError, match="d/test: 2 sample\\(s\\) have no modality present \\(row 1 first\\)"):
+        batch_from_numpy(x, np.zeros(5, dtype=np.float32), present=present).validate(spec, "d/test")
 
 
 def test_spec_checks() -> None:
