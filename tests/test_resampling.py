@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from records import accuracy
 from scipy import stats as sps
 
 from harness.resampling import (
@@ -20,21 +21,6 @@ from harness.resampling import (
     seed_paired_bootstrap_test,
     seed_stratified_randomization_test,
 )
-
-NAN = float("nan")
-
-
-def record(method: str, seed: int, value: float, *, condition: str = "full", protocol: str = "fixed_pattern",
-           metric: str = "acc2_non0", severity: float = NAN, curve: str | None = None) -> dict[str, object]:
-    return {"dataset": "mosi", "method": method, "seed": seed, "protocol": protocol, "protocol_version": "1",
-            "protocol_hash": "h", "condition": condition, "severity": severity, "curve": curve,
-            "metric": metric, "value": value}
-
-
-def accuracy(pred: np.ndarray, target: np.ndarray) -> float:
-    labels = pred.argmax(axis=1) if pred.ndim == 2 else pred
-    return float(np.mean(labels == target))
-
 
 # ---------------------------------------------------------------- bootstrap CI
 

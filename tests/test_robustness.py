@@ -5,30 +5,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
+from records import record
 
 from harness.comparisons import compare_to_reference
 from harness.robustness import robustness_summary, trapezoid_auc
-from harness.stats import (
-    aggregate,
-)
-
-NAN = float("nan")
-
-
-def record(method: str, seed: int, value: float, *, condition: str = "full", protocol: str = "fixed_pattern",
-           metric: str = "acc2_non0", severity: float = NAN, curve: str | None = None) -> dict[str, object]:
-    return {"dataset": "mosi", "method": method, "seed": seed, "protocol": protocol, "protocol_version": "1",
-            "protocol_hash": "h", "condition": condition, "severity": severity, "curve": curve,
-            "metric": metric, "value": value}
-
-
-def accuracy(pred: np.ndarray, target: np.ndarray) -> float:
-    labels = pred.argmax(axis=1) if pred.ndim == 2 else pred
-    return float(np.mean(labels == target))
-
+from harness.stats import aggregate
 
 # ---------------------------------------------------------------- robustness
 

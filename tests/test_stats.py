@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from records import NAN, record
 from scipy import stats as sps
 
 from harness.comparisons import compare_all_pairs, compare_to_reference
@@ -27,21 +28,6 @@ from harness.stats import (
     recommend_seeds,
     wilcoxon,
 )
-
-NAN = float("nan")
-
-
-def record(method: str, seed: int, value: float, *, condition: str = "full", protocol: str = "fixed_pattern",
-           metric: str = "acc2_non0", severity: float = NAN, curve: str | None = None) -> dict[str, object]:
-    return {"dataset": "mosi", "method": method, "seed": seed, "protocol": protocol, "protocol_version": "1",
-            "protocol_hash": "h", "condition": condition, "severity": severity, "curve": curve,
-            "metric": metric, "value": value}
-
-
-def accuracy(pred: np.ndarray, target: np.ndarray) -> float:
-    labels = pred.argmax(axis=1) if pred.ndim == 2 else pred
-    return float(np.mean(labels == target))
-
 
 # ---------------------------------------------------------------- aggregate
 
