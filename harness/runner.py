@@ -332,6 +332,9 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
     worker processes that each load the data themselves; this process stays the only writer of the run
     directory. ``table_metric``: the metric of the table the caller prints afterwards, checked up front.
     """
+    builtins.load()
+    if table_metric is not None:
+        METRICS.get(table_metric)  # an unknown name is answered before any data is loaded
     plan, datasets, stats = _prepare_process(config)
     check_metrics(plan, datasets, table_metric)
     ident = identity(plan, datasets)
