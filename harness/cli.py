@@ -221,7 +221,7 @@ def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories (several are merged).")],
     format: Annotated[str, typer.Option(help="Comma list of md, latex, csv.")] = "md",
     metric: Annotated[str | None, typer.Option(help="Comma list of metrics (default per task: acc2_non0,f1_non0,"
-                                                    "acc7,mae,corr; wa,ua,f1_weighted).")] = None,
+                                                    "acc7,mae,corr; ua,wa,f1_weighted).")] = None,
     reference: Annotated[str, typer.Option(help="Method the others are tested against, or 'none'.")] = "vanilla_fusion",
     test: Annotated[str, typer.Option(help="ttest or wilcoxon (over seeds), or randomization or bootstrap (over "
                                            "test samples, from the stored predictions).")] = "ttest",
