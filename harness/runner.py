@@ -22,16 +22,12 @@ dataset with utterance-level features, T = 1, is an error before training). A pr
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
-import multiprocessing
 import os
 import re
 import shutil
-import threading
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +43,7 @@ from harness.config import RunConfig, check_global_options, default_out_dir, met
 from harness.data import DataOptions, Dataset
 from harness.evaluate import evaluate, expand, prediction_arrays, to_records
 from harness.provenance import identity, run_meta
-from harness.registry import CORRUPTIONS, DATASETS, METHODS, METRICS, PROTOCOLS, import_plugin
+from harness.registry import DATASETS, METHODS, METRICS, PROTOCOLS, import_plugin
 from harness.seeding import seed_everything, stable_seed, torch_generator
 from harness.store import RunStore, now
 from harness.training import FitContext, resolve_select_metric
@@ -233,10 +229,8 @@ def reportability(plan: Plan, store: RunStore) -> dict[str, Any]:
     return {"ok": not reasons, "reasons": reasons}
 
 
-_WORKER: tuple[Plan, dict[str, Dataset], dict[str, FeatureStats]] | None = None
-
-
-def _prepare_process(config: RunConfig) -> tuple[Plan, dict[str, Dataset], dict[str, FeatureStats]]:
+def prepare_process(config: RunConfig) -> tuple[Plan, dict[str, Dataset], dict[str, FeatureStats]]:
+    """What every process of a run does first (the runner and each worker): plan, set threads, load the data."""
     plan = prepare(config)
     # The models are tiny: intra-op threads mostly wait on each other, and with other processes on the machine
     # OpenMP's spinning made a CPU cell 30x slower in our measurements. One thread per process by default.
@@ -246,38 +240,7 @@ def _prepare_process(config: RunConfig) -> tuple[Plan, dict[str, Dataset], dict[
     return plan, datasets, stats
 
 
-def _exit_with_parent(parent: int) -> None:
-    """Worker side: end this process when the runner that started it is gone (killed, even with SIGKILL), instead
-    of training on as an orphan whose results nobody would store."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
-
-
-def _registering_modules(plan: Plan) -> list[str] | None:
-    """Modules a fresh worker process must import to see everything this process registered (the run's
-    methods, datasets and protocols, every metric and corruption), or None if some entry was registered in a
-    way a fresh process cannot repeat (inside a function, or by ``__main__``)."""
-    entries = [(METHODS, n) for n in plan.methods] + [(DATASETS, n) for n in plan.datasets]
-    entries += [(PROTOCOLS, p.name) for p in plan.protocols]
-    entries += [(METRICS, n) for n, _ in METRICS.entries()] + [(CORRUPTIONS, n) for n, _ in CORRUPTIONS.entries()]
-    origins = [registry.origin(name) for registry, name in entries]
-    if any(o is None for o in origins):
-        return None
-    return sorted(set(origins))
-
-
-def _worker_init(config: RunConfig, parent: int, modules: list[str]) -> None:
-    global _WORKER
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    builtins.load()
-    for module in modules:
-        importlib.import_module(module)
-    plan, datasets, stats = _prepare_process(config)
-    _WORKER = plan, {n: d.to(plan.device) for n, d in datasets.items()}, stats
-
-
-def _attempt(cell: Cell, plan: Plan, data: Dataset, stats: FeatureStats, progress: Progress | None):
+def attempt(cell: Cell, plan: Plan, data: Dataset, stats: FeatureStats, progress: Progress | None):
     """(cell, stored payload or None, error or None): a failing cell is reported, never raised."""
     try:
         return cell, run_cell(cell, data, plan, progress, stats), None
@@ -285,13 +248,9 @@ def _attempt(cell: Cell, plan: Plan, data: Dataset, stats: FeatureStats, progres
         return cell, None, (f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
 
-def _worker_cell(cell: Cell):
-    plan, datasets, stats = _WORKER
-    return _attempt(cell, plan, datasets[cell.dataset], stats[cell.dataset], None)
-
-
-def _store_result(store: RunStore, summary: Summary, result, progress: Progress | None,
-                  code: dict[str, Any]) -> None:
+def store_result(store: RunStore, summary: Summary, result, progress: Progress | None,
+                 code: dict[str, Any]) -> None:
+    """Persist what :func:`attempt` returned (a done cell, or a failed one with its error), with the code's commit."""
     cell, payload, error = result
     if error is None:
         records, preds, info = payload
@@ -305,25 +264,6 @@ def _store_result(store: RunStore, summary: Summary, result, progress: Progress 
         progress.finished(cell, store.cell_status(cell.id) or "failed")
 
 
-def _run_parallel(plan: Plan, todo: list[Cell], workers: int, store: RunStore, summary: Summary,
-                  progress: Progress | None, code: dict[str, Any], modules: list[str]) -> None:
-    """Cells in worker processes; this process alone writes the store, as results arrive."""
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_worker_init,
-                             initargs=(plan.config, os.getpid(), modules)) as pool:
-        pending = {}
-        for cell in todo:  # queued until its worker's result arrives; anything not done is redone on resume
-            store.mark(cell.id, "queued", queued_at=now())
-            pending[pool.submit(_worker_cell, cell)] = cell
-        while pending:
-            if progress:
-                progress.running([c for f, c in pending.items() if f.running()])
-            finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                del pending[fut]
-                _store_result(store, summary, fut.result(), progress, code)
-
-
 def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = False,
         table_metric: str | None = None) -> Summary:
     """Run every cell of ``config`` (skipping finished ones) and return what happened.
@@ -335,7 +275,7 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
     builtins.load()
     if table_metric is not None:
         METRICS.get(table_metric)  # an unknown name is answered before any data is loaded
-    plan, datasets, stats = _prepare_process(config)
+    plan, datasets, stats = prepare_process(config)
     check_metrics(plan, datasets, table_metric)
     ident = identity(plan, datasets)
     if overwrite and (plan.out / "run.json").exists():
@@ -352,19 +292,21 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
         progress.start(len(plan.cells), len(summary.skipped))
     workers = config.workers or (1 if plan.device.type == "cuda" else max(1, (os.cpu_count() or 1) // config.threads))
     code = meta["git"]  # the code that trains this session's cells, recorded per cell
-    modules = _registering_modules(plan) if workers > 1 and len(todo) > 1 else None
+    from harness.executors import registering_modules, run_parallel  # worker processes import this module
+
+    modules = registering_modules(plan) if workers > 1 and len(todo) > 1 else None
     if workers > 1 and len(todo) > 1 and modules is None:
         log.warning("running sequentially: an entry of this run was registered inside a function or by __main__, "
                     "which worker processes cannot repeat; register it at a module's top level to run in parallel")
     if modules is not None:
-        _run_parallel(plan, todo, workers, store, summary, progress, code, modules)
+        run_parallel(plan, todo, workers, store, summary, progress, code, modules)
     else:
         datasets = {n: d.to(plan.device) for n, d in datasets.items()}
         for cell in todo:
             if progress:
                 progress.cell(cell)
             store.mark(cell.id, "running", started_at=now())
-            _store_result(store, summary, _attempt(cell, plan, datasets[cell.dataset], stats[cell.dataset],
+            store_result(store, summary, attempt(cell, plan, datasets[cell.dataset], stats[cell.dataset],
                                                    progress), progress, code)
     store.meta["finished_at"] = now()
     store.meta["reportable"] = reportability(plan, store)
