@@ -49,13 +49,17 @@ class RichProgress:
             self.p.update(self.task, description="cells")
             self.p.stop()
 
+    @staticmethod
+    def label(cell) -> str:
+        return f"{cell.dataset} · {cell.method} · seed {cell.seed}"
+
     def running(self, cells: list) -> None:
-        names = [f"{c.dataset} · {c.method} · seed {c.seed}" for c in cells]
+        names = [self.label(c) for c in cells]
         shown = "; ".join(names[:2]) + (f" (+{len(names) - 2})" if len(names) > 2 else "")
         self.p.update(self.task, description=f"running: {shown}" if names else "waiting for workers")
 
     def cell(self, cell) -> None:
-        self.current = f"{cell.dataset} · {cell.method} · seed {cell.seed}"
+        self.current = self.label(cell)
         self.p.update(self.task, description=self.current)
 
     def epoch(self, epoch: int, total: int) -> None:

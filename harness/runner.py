@@ -294,8 +294,9 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
     code = meta["git"]  # the code that trains this session's cells, recorded per cell
     from harness.executors import registering_modules, run_parallel  # worker processes import this module
 
-    modules = registering_modules(plan) if workers > 1 and len(todo) > 1 else None
-    if workers > 1 and len(todo) > 1 and modules is None:
+    parallel = workers > 1 and len(todo) > 1
+    modules = registering_modules(plan) if parallel else None
+    if parallel and modules is None:
         log.warning("running sequentially: an entry of this run was registered inside a function or by __main__, "
                     "which worker processes cannot repeat; register it at a module's top level to run in parallel")
     if modules is not None:
