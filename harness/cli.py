@@ -31,42 +31,42 @@ def fail(message: str) -> typer.Exit:
 
 
 class RichProgress:
-    """Progress bar over cells with the current cell(s) and, in a sequential run, the epoch. The bar appears
+    """Progress bar over cells naming the cells that are executing and, for each, its epoch. The bar appears
     only once the run starts, so an error found while checking the inputs is the only thing printed."""
 
     def __init__(self, progress: Progress) -> None:
         self.p = progress
         self.task = progress.add_task("cells", total=0)
-        self.current, self.started = "", False
+        self.running: dict[str, str] = {}
+        self.started_bar = False
 
     def start(self, total: int, done: int) -> None:
         self.p.update(self.task, total=total, completed=done)
         self.p.start()
-        self.started = True
+        self.started_bar = True
 
     def stop(self) -> None:
-        if self.started:
+        if self.started_bar:
             self.p.update(self.task, description="cells")
             self.p.stop()
 
-    @staticmethod
-    def label(cell) -> str:
-        return f"{cell.dataset} · {cell.method} · seed {cell.seed}"
-
-    def running(self, cells: list) -> None:
-        names = [self.label(c) for c in cells]
+    def _show(self) -> None:
+        names = list(self.running.values())
         shown = "; ".join(names[:2]) + (f" (+{len(names) - 2})" if len(names) > 2 else "")
-        self.p.update(self.task, description=f"running: {shown}" if names else "waiting for workers")
+        self.p.update(self.task, description=shown or "waiting for workers")
 
-    def cell(self, cell) -> None:
-        self.current = self.label(cell)
-        self.p.update(self.task, description=self.current)
+    def started(self, cell) -> None:
+        self.running[cell.id] = cell.label
+        self._show()
 
-    def epoch(self, epoch: int, total: int) -> None:
-        self.p.update(self.task, description=f"{self.current} · epoch {epoch}/{total}")
+    def epoch(self, cell, epoch: int, total: int) -> None:
+        self.running[cell.id] = f"{cell.label} · epoch {epoch}/{total}"
+        self._show()
 
-    def finished(self, cell, status: str) -> None:
+    def finished(self, cell, status: str, seconds: float) -> None:
+        self.running.pop(cell.id, None)
         self.p.advance(self.task)
+        self._show()
 
 
 @app.command()
@@ -88,6 +88,8 @@ def run(
     metric: Annotated[str | None, typer.Option(help="Metric of the final table (default per task).")] = None,
     threads: Annotated[int | None, typer.Option(help="Torch intra-op CPU threads (default 1: tiny models).")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel cell processes (default 0: one per CPU core).")] = None,
+    executor: Annotated[str | None, typer.Option(
+        help="How units of work run: auto, sequential or process (default auto).")] = None,
     nan_value: Annotated[float | None, typer.Option(help="Value replacing NaN/inf features (default 0).")] = None,
     pool: Annotated[bool | None, typer.Option("--pool/--no-pool", help="Mean-pool sequences over time.")] = None,
     standardize: Annotated[bool | None, typer.Option(
@@ -104,7 +106,7 @@ def run(
             config, methods=methods, datasets=datasets, seeds=seeds, protocols=protocols, preset=preset,
             out=str(out) if out else None, device=device, data_dir=str(data_dir) if data_dir else None,
             plugins=tuple(plugin) if plugin else None, method_options=parse_set(set_ or []), threads=threads,
-            workers=workers,
+            workers=workers, executor=executor,
             nan_value=nan_value, pool=pool, standardize=standardize, iemocap_classes=iemocap_classes,
         )
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -32,7 +32,7 @@ import tomllib
 from harness.registry import METHODS
 
 # execution details that do not change what is computed
-IDENTITY_EXCLUDED = ("out", "device", "plugins", "threads", "workers")
+IDENTITY_EXCLUDED = ("out", "device", "plugins", "threads", "workers", "executor")
 # The standard protocol set (docs/protocols.md): fixed missing-modality patterns (MMIN), random modality
 # missing over rates (GCNet/IMDer/ModalImmune) and feature noise (MultiBench), the three families papers
 # report most, and fast enough for the default demo. ``--protocols all`` selects every test protocol.
@@ -63,6 +63,7 @@ class RunConfig:
     plugins: tuple[str, ...] = ()
     threads: int = 1
     workers: int = 0
+    executor: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -75,6 +76,8 @@ class RunConfig:
             raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
         if not isinstance(self.workers, int) or self.workers < 0:
             raise ValueError(f"workers must be >= 0 (0 = one per CPU core on CPU, 1 on a GPU), got {self.workers!r}")
+        if not isinstance(self.executor, str) or not self.executor:
+            raise ValueError(f"executor must be a name (auto, sequential, process), got {self.executor!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         for key in ("methods", "datasets", "protocols"):

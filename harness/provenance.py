@@ -21,7 +21,7 @@ from harness.config import to_jsonable
 from harness.data import SPLITS, Dataset
 
 if TYPE_CHECKING:
-    from harness.runner import Plan
+    from harness.plan import Plan
 
 
 def run_meta(plan: Plan, datasets: dict[str, Dataset]) -> dict[str, Any]:

@@ -6,12 +6,13 @@ from pathlib import Path
 
 from harness import runner
 from harness.config import RunConfig
+from harness.plan import Plan
 from harness.store import RunStore
 from reports.load import partial_reasons
 
 
 def _plan_and_store(tmp_path: Path, preset: str = "small", options: dict | None = None,
-                    statuses: tuple[str, ...] = ("done", "done")) -> tuple[runner.Plan, RunStore]:
+                    statuses: tuple[str, ...] = ("done", "done")) -> tuple[Plan, RunStore]:
     cfg = RunConfig(methods=("vanilla_fusion",), datasets=("synth-mosi",), seeds=(0, 1), preset=preset,
                     method_options=options or {}, out=str(tmp_path / "r"), device="cpu")
     plan = runner.prepare(cfg)

@@ -335,12 +335,16 @@ def test_parallel_progress_names_the_running_cells(tmp_path: Path) -> None:
             self.running_seen: list[list[str]] = []
             self.finished_cells: list[str] = []
 
+            self.running: set[str] = set()
+
         def start(self, total: int, done: int) -> None: ...
-        def cell(self, cell) -> None: ...
-        def epoch(self, epoch: int, total: int) -> None: ...
-        def running(self, cells) -> None:
-            self.running_seen.append([c.id for c in cells])
-        def finished(self, cell, status: str) -> None:
+        def started(self, cell) -> None:
+            self.running.add(cell.id)
+            self.running_seen.append(sorted(self.running))
+        def epoch(self, cell, epoch: int, total: int) -> None:
+            assert cell.id in self.running
+        def finished(self, cell, status: str, seconds: float) -> None:
+            self.running.discard(cell.id)
             self.finished_cells.append(cell.id)
 
     progress = Record()

@@ -1,0 +1,208 @@
+"""Planning: a run config becomes a validated :class:`Plan` of cells (dataset x method x seed), grouped into
+units of work for an executor. Nothing here trains; :func:`prepare` loads no data either.
+
+Everything the user named is validated by :func:`prepare` before any training starts (unknown names, method
+options, devices, protocols that do not fit a dataset). Protocols and datasets: a protocol named explicitly
+must fit every dataset (e.g. ``frame_missing`` on a dataset with utterance-level features, T = 1, is an error
+before training). A protocol selected implicitly (``all`` or a glob) is skipped for the datasets it cannot run
+on; ``run.json`` lists what was skipped and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from corruptions.base import Protocol
+from corruptions.spec import FeatureStats
+from harness import builtins
+from harness.config import RunConfig, check_global_options, default_out_dir, method_config
+from harness.data import DataOptions, Dataset
+from harness.evaluate import expand
+from harness.registry import DATASETS, METHODS, METRICS, PROTOCOLS, import_plugin
+from harness.training import resolve_select_metric
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One trained model: a method on a dataset for one seed; ``id`` names its files and its run.json entry."""
+
+    dataset: str
+    method: str
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.+-]", "_", f"{self.dataset}__{self.method}__seed{self.seed}")
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset} · {self.method} · seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """What an executor runs at once: one cell, or a seed group (cells of one dataset and method, trained as one
+    stacked computation where the method allows it). A unit's results are split back per cell."""
+
+    cells: tuple[Cell, ...]
+
+    def __post_init__(self) -> None:
+        if not self.cells or len({(c.dataset, c.method) for c in self.cells}) != 1:
+            raise ValueError(f"a work unit holds cells of one dataset and method, got {self.cells}")
+
+    @property
+    def dataset(self) -> str:
+        return self.cells[0].dataset
+
+    @property
+    def method(self) -> str:
+        return self.cells[0].method
+
+    @property
+    def id(self) -> str:
+        seeds = ",".join(str(c.seed) for c in self.cells)
+        return f"{self.cells[0].dataset}__{self.cells[0].method}__seeds{seeds}"
+
+
+@dataclass
+class Plan:
+    config: RunConfig
+    methods: list[str]
+    datasets: dict[str, DataOptions]
+    protocols: list[Protocol]
+    method_configs: dict[str, Any]
+    device: torch.device
+    out: Path
+    cells: list[Cell] = field(default_factory=list)
+    explicit_protocols: set[str] = field(default_factory=set)
+
+    def protocols_for(self, data: Dataset) -> tuple[list[Protocol], dict[str, str]]:
+        """The protocols to run on ``data`` and ``{protocol: reason}`` for implicitly selected ones skipped."""
+        use, skipped = [], {}
+        for p in self.protocols:
+            reason = p.unsupported(data.spec)
+            if reason and p.name not in self.explicit_protocols:
+                skipped[p.name] = reason
+            else:
+                use.append(p)
+        return use, skipped
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name} was requested but no CUDA GPU is available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def parse_dataset(entry: str, config: RunConfig) -> tuple[str, DataOptions]:
+    name, _, path = entry.partition("=")
+    DATASETS.get(name)
+    data_dir = Path(config.data_dir).expanduser() if config.data_dir else None
+    return name, DataOptions(preset=config.preset, path=Path(path).expanduser() if path else None, data_dir=data_dir,
+                             nan_value=float(config.nan_value), pool=config.pool, standardize=config.standardize,
+                             iemocap_classes=config.iemocap_classes)
+
+
+def parse_datasets(config: RunConfig) -> dict[str, DataOptions]:
+    """``name`` / ``name=PATH`` entries -> options per dataset; a name given twice is an error (one would be lost)."""
+    parsed = [parse_dataset(d, config) for d in config.datasets]
+    names = [n for n, _ in parsed]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"--datasets names {', '.join(repeated)} more than once ({', '.join(config.datasets)}); "
+                         "a run holds one file per dataset name: use separate --out runs for other files")
+    return dict(parsed)
+
+
+def check_metrics(plan: Plan, datasets: dict[str, Dataset], table_metric: str | None) -> None:
+    """Every method's selection metric must fit every dataset's task, and the final table's metric (``--metric``)
+    must be a metric of at least one dataset's task; both are checked before any training."""
+    tasks = {d.spec.task for d in datasets.values()}
+    for method, cfg in plan.method_configs.items():
+        for name, data in datasets.items():
+            try:
+                resolve_select_metric(cfg, data.spec.task)
+            except ValueError as exc:
+                raise ValueError(f"method {method}: {exc} ({name}); set {method}.select_metric=auto") from None
+    if table_metric is not None:
+        spec = METRICS.get(table_metric)
+        if spec.task not in tasks:
+            valid = sorted(n for n, m in METRICS.entries() if m.task in tasks)
+            raise ValueError(f"--metric {table_metric} is a {spec.task} metric but this run's datasets are "
+                             f"{', '.join(sorted(tasks))}; valid: {', '.join(valid)}")
+
+
+def prepare(config: RunConfig) -> Plan:
+    """Resolve and validate every name and option; no data is loaded and nothing is trained."""
+    builtins.load()
+    for module in config.plugins:
+        import_plugin(module)
+    methods = METHODS.resolve(config.methods)
+    check_global_options(config.method_options, methods)
+    configs = {m: method_config(m, config.method_options) for m in methods}
+    datasets = parse_datasets(config)
+    # A glob never selects the held-out validation family (tuning only); naming it is refused by ``expand``.
+    protocols = [PROTOCOLS.get(p) for p in PROTOCOLS.resolve(config.protocols)
+                 if p in config.protocols or not PROTOCOLS.get(p).held_out]
+    out = Path(config.out).expanduser() if config.out else default_out_dir(config.identity_hash())
+    plan = Plan(config, methods, datasets, protocols, configs, resolve_device(config.device), out,
+                explicit_protocols={p for p in config.protocols if p in PROTOCOLS})
+    plan.cells = [Cell(d, m, s) for d in datasets for m in methods for s in config.seeds]
+    return plan
+
+
+def load_datasets(plan: Plan) -> dict[str, Dataset]:
+    """Load and validate every dataset and check every protocol fits it, before any training."""
+    loaded = {}
+    for name, options in plan.datasets.items():
+        data = DATASETS.get(name)(options)
+        protocols, skipped = plan.protocols_for(data)
+        for protocol, reason in skipped.items():
+            log.warning("skipping protocol %s on %s: %s", protocol, name, reason)
+        expand(protocols, data.spec, FeatureStats.from_batch(data.train))
+        loaded[name] = data
+    return loaded
+
+
+@dataclass
+class Loaded:
+    """What a process of a run holds after :func:`prepare_process`: the plan, the datasets (on the CPU) and each
+    training split's feature statistics. Loaded once per process and shared by every unit it runs."""
+
+    plan: Plan
+    datasets: dict[str, Dataset]
+    stats: dict[str, FeatureStats]
+
+
+def prepare_process(config: RunConfig) -> Loaded:
+    """What every process of a run does first (the driver and each worker): plan, set threads, load the data."""
+    plan = prepare(config)
+    # The models are tiny: intra-op threads mostly wait on each other, and with other processes on the machine
+    # OpenMP's spinning made a CPU cell 30x slower in our measurements. One thread per process by default.
+    torch.set_num_threads(config.threads)
+    datasets = load_datasets(plan)
+    stats = {n: FeatureStats.from_batch(d.train) for n, d in datasets.items()}  # on CPU: device-independent
+    return Loaded(plan, datasets, stats)
+
+
+def group_cells(plan: Plan, cells: list[Cell], stack: int, stackable: dict[str, bool]) -> list[WorkUnit]:
+    """Units of work for ``cells`` (in plan order): seed groups of at most ``stack`` cells for the methods that
+    stack (``stackable[method]``), single cells otherwise. ``stack`` 1 gives one unit per cell."""
+    units: list[WorkUnit] = []
+    by_key: dict[tuple[str, str], list[Cell]] = {}
+    for cell in cells:
+        by_key.setdefault((cell.dataset, cell.method), []).append(cell)
+    for (_, method), group in by_key.items():
+        size = stack if stackable.get(method, False) and stack > 1 else 1
+        units += [WorkUnit(tuple(group[i:i + size])) for i in range(0, len(group), size)]
+    return units
