@@ -1,14 +1,21 @@
 """Per-modality encoders shared by the baselines, so that comparisons differ in the method, not the backbone.
 
 Every encoder maps ``x`` float ``[N, T, D]`` with ``lengths`` int64 ``[N]`` to an embedding ``[N, out]``.
+:func:`encoder_for` builds the family a method config names (``seq_encoder`` for sequences, ``utt_encoder`` for
+utterance-level features), which is the run's shared backbone unless the method is opted out.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from harness.data import DatasetSpec
+
+if TYPE_CHECKING:
+    from baselines.base import MethodConfig
 
 
 class LSTMEncoder(nn.Module):
@@ -112,14 +119,23 @@ def make_encoder(d_in: int, seq_len: int, hidden: int, out: int, dropout: float 
     return MLPEncoder(d_in, hidden, out, dropout)
 
 
-def modality_encoders(spec: DatasetSpec, hidden: int, out: int, dropout: float = 0.0, **kw: bool) -> nn.ModuleDict:
-    """One encoder per modality of ``spec``, keyed by modality name."""
-    return nn.ModuleDict(
-        {
-            m: make_encoder(d, t, hidden, out, dropout, **kw)
-            for m, d, t in zip(spec.modalities, spec.dims, spec.seq_lens, strict=True)
-        }
-    )
+def encoder_for(d_in: int, seq_len: int, config: MethodConfig, out: int | None = None) -> nn.Module:
+    """The encoder family ``config`` names for a modality of width ``d_in`` and padded length ``seq_len``:
+    ``utt_encoder`` (an MLP of width ``hidden``) when T = 1, else ``seq_encoder``: ``lstm`` (last valid state),
+    ``bilstm`` (masked mean over both directions) or ``lstm_maxpool`` (hidden = ``out``, max over valid steps).
+    ``out`` defaults to ``config.embed``."""
+    out = config.embed if out is None else out
+    if seq_len == 1:
+        return MLPEncoder(d_in, config.hidden, out, config.dropout)
+    if config.seq_encoder == "lstm_maxpool":
+        return LSTMMaxPoolEncoder(d_in, out)
+    return LSTMEncoder(d_in, config.hidden, out, config.dropout, bidirectional=config.seq_encoder == "bilstm")
+
+
+def modality_encoders(spec: DatasetSpec, config: MethodConfig) -> nn.ModuleDict:
+    """One encoder per modality of ``spec`` (:func:`encoder_for`), keyed by modality name."""
+    return nn.ModuleDict({m: encoder_for(d, t, config)
+                          for m, d, t in zip(spec.modalities, spec.dims, spec.seq_lens, strict=True)})
 
 
 def mlp_head(d_in: int, hidden: int, n_out: int, dropout: float) -> nn.Sequential:

@@ -22,23 +22,22 @@ import torch
 from torch import Tensor
 
 from baselines.base import Method, MethodCard, MethodConfig, Reported
-from baselines.encoders import make_encoder, mlp_head, modality_encoders
+from baselines.encoders import encoder_for, mlp_head, modality_encoders
 from harness.data import Batch, DatasetSpec
 from harness.registry import METHODS
 
 
 @dataclass(frozen=True)
 class VanillaFusionConfig(MethodConfig):
-    """``embed``: per-modality embedding size (the fused vector is ``M * embed`` either way); ``hidden``: LSTM
-    and head width; ``fusion``: ``late`` (per-modality encoders) or ``early`` (one encoder over the per-step
-    concatenation)."""
+    """The shared backbone's fields (``embed``: per-modality embedding size, the fused vector is ``M * embed``
+    either way; ``hidden``: encoder and head width) plus ``fusion``: ``late`` (per-modality encoders) or
+    ``early`` (one encoder over the per-step concatenation). Its "paper" settings are the shared backbone
+    itself: a late-fusion LSTM/MLP with an L1 loss, as MultiBench's LF and MMSA's LF-DNN."""
 
-    embed: int = 64
     fusion: Literal["late", "early"] = "late"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.check("embed", self.embed >= 1, ">= 1")
         self.check("fusion", self.fusion in ("late", "early"), "'late' or 'early'")
 
 
@@ -51,6 +50,7 @@ class VanillaFusion(Method):
         paper="Late-fusion baseline as in MultiBench (Liang et al., NeurIPS 2021 D&B) and MMSA's LF-DNN",
         url="https://arxiv.org/abs/2107.07502",
         code="pliang279/MultiBench (fusions/common_fusions.py Concat); thuiar/MMSA (models/singleTask/LF_DNN.py)",
+        reference=True,
         reported=(
             Reported("mosi", "acc2_non0", 0.7863, source="MMSA results/result-stat.md, lf_dnn, 5 seeds"),
             Reported("mosi", "f1_non0", 0.7863, source="MMSA results/result-stat.md, lf_dnn, 5 seeds"),
@@ -64,9 +64,9 @@ class VanillaFusion(Method):
         super().__init__(spec, config)
         c, n_mod = config, len(spec.modalities)
         if c.fusion == "late":
-            self.encoders = modality_encoders(spec, c.hidden, c.embed, c.dropout)
+            self.encoders = modality_encoders(spec, c)
         else:
-            self.early = make_encoder(sum(spec.dims), max(spec.seq_lens), c.hidden, c.embed * n_mod, c.dropout)
+            self.early = encoder_for(sum(spec.dims), max(spec.seq_lens), c, out=c.embed * n_mod)
         self.head = mlp_head(c.embed * n_mod, c.hidden, spec.num_outputs, c.dropout)
 
     def embed(self, batch: Batch) -> Tensor:

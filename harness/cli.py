@@ -82,7 +82,9 @@ def run(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder searched for real datasets.")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file; command-line options win.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Method option KEY=VALUE or METHOD.KEY=VALUE")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Method option KEY=VALUE or METHOD.KEY=VALUE; backbone.KEY=VALUE sets the shared backbone.")
+    ] = None,
     plugin: Annotated[list[str] | None, typer.Option(help="Module to import first (registers methods...).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Discard an existing run in --out with a different config.")] = False,
     metric: Annotated[str | None, typer.Option(help="Metric of the final table (default per task).")] = None,
@@ -90,10 +92,22 @@ def run(
     workers: Annotated[int | None, typer.Option(help="Parallel cell processes (default 0: one per CPU core).")] = None,
     executor: Annotated[str | None, typer.Option(
         help="How units of work run: auto, sequential or process (default auto).")] = None,
+    select: Annotated[str | None, typer.Option(
+        help="Model selection for every method, on validation: complete (all modalities), incomplete (mean over "
+             "the incomplete patterns, MMIN's protocol) or all (mean over every pattern). Default complete.")] = None,
+    select_metric: Annotated[str | None, typer.Option(
+        help="Validation metric of the selection (default auto: mae for regression, ua for classification).")] = None,
+    backbone: Annotated[str | None, typer.Option(
+        help="shared (every method uses the run's backbone and budget; --set backbone.KEY=VALUE changes it) or "
+             "paper (every method its paper's own settings; one method: --set METHOD.backbone=paper).")] = None,
+    reference: Annotated[str | None, typer.Option(
+        help="Method the others are tested against in the report: auto (the declared reference), a name, or none.")
+    ] = None,
     nan_value: Annotated[float | None, typer.Option(help="Value replacing NaN/inf features (default 0).")] = None,
     pool: Annotated[bool | None, typer.Option("--pool/--no-pool", help="Mean-pool sequences over time.")] = None,
     standardize: Annotated[bool | None, typer.Option(
-        "--standardize/--no-standardize", help="Z-score features with training-split statistics.")] = None,
+        "--standardize/--no-standardize",
+        help="Z-score features with training-split statistics (default: on).")] = None,
     iemocap_classes: Annotated[str | None, typer.Option(
         help="IEMOCAP labels: 4, 6 or binary:<neutral|happy|sad|angry> (default 4).")] = None,
 ) -> None:
@@ -106,7 +120,8 @@ def run(
             config, methods=methods, datasets=datasets, seeds=seeds, protocols=protocols, preset=preset,
             out=str(out) if out else None, device=device, data_dir=str(data_dir) if data_dir else None,
             plugins=tuple(plugin) if plugin else None, method_options=parse_set(set_ or []), threads=threads,
-            workers=workers, executor=executor,
+            workers=workers, executor=executor, select=select, select_metric=select_metric, backbone=backbone,
+            reference=reference,
             nan_value=nan_value, pool=pool, standardize=standardize, iemocap_classes=iemocap_classes,
         )
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -12,6 +12,8 @@ A config file looks like::
     epochs = 20
     [method_options.vanilla_fusion]
     hidden = 128
+    [backbone_options]            # the shared backbone every method uses (unless backbone = "paper")
+    epochs = 40
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import tomllib
 from harness.registry import METHODS
 
 # execution details that do not change what is computed
-IDENTITY_EXCLUDED = ("out", "device", "plugins", "threads", "workers", "executor")
+IDENTITY_EXCLUDED = ("out", "device", "plugins", "threads", "workers", "executor", "reference")
 # The standard protocol set (docs/protocols.md): fixed missing-modality patterns (MMIN), random modality
 # missing over rates (GCNet/IMDer/ModalImmune) and feature noise (MultiBench), the three families papers
 # report most, and fast enough for the default demo. ``--protocols all`` selects every test protocol.
@@ -45,6 +47,13 @@ class RunConfig:
 
     ``nan_value``, ``pool``, ``standardize`` and ``iemocap_classes`` are the data options of
     :class:`harness.data.DataOptions` (they change the numbers, so they are part of the run identity).
+
+    Fair comparison: ``select`` (``complete``, ``incomplete`` or ``all``, see :mod:`harness.selection`) and
+    ``select_metric`` decide model selection for every method alike; ``backbone`` is ``shared`` (every method
+    uses the run's backbone and budget: the backbone fields of ``MethodConfig``, overridden by
+    ``backbone_options``) or ``paper`` (every method its paper's own settings); a single method opts out with the
+    method option ``backbone = "paper"``. ``reference``: the method the others are tested against in reports
+    (``auto``: the method whose card declares itself the reference; ``none``: no reference).
     """
 
     methods: tuple[str, ...] = ("all",)
@@ -56,7 +65,7 @@ class RunConfig:
     data_dir: str | None = None
     nan_value: float = 0.0
     pool: bool = False
-    standardize: bool = False
+    standardize: bool = True
     iemocap_classes: str = "4"
     out: str | None = None
     device: str = "auto"
@@ -64,6 +73,11 @@ class RunConfig:
     threads: int = 1
     workers: int = 0
     executor: str = "auto"
+    select: str = "complete"
+    select_metric: str = "auto"
+    backbone: str = "shared"
+    backbone_options: Mapping[str, Any] = field(default_factory=dict)
+    reference: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -86,6 +100,14 @@ class RunConfig:
         for key in ("pool", "standardize"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
+        if self.select not in ("complete", "incomplete", "all"):
+            raise ValueError(f"select must be complete, incomplete or all, got {self.select!r}")
+        if not isinstance(self.select_metric, str):
+            raise ValueError(f"select_metric must be a metric name or auto, got {self.select_metric!r}")
+        if self.backbone not in ("shared", "paper"):
+            raise ValueError(f"backbone must be shared or paper, got {self.backbone!r}")
+        if not isinstance(self.reference, str) or not self.reference:
+            raise ValueError(f"reference must be a method name, auto or none, got {self.reference!r}")
         if isinstance(self.nan_value, bool) or not isinstance(self.nan_value, (int, float)):
             raise ValueError(f"nan_value must be a number, got {self.nan_value!r}")
 
@@ -146,16 +168,26 @@ def check_keys(given: Mapping[str, Any], valid: list[str], where: str) -> None:
         raise ValueError(f"Unknown key(s) {unknown} in {where}; valid keys: {sorted(valid)}")
 
 
+BACKBONE_SCOPE = "backbone"  # ``--set backbone.KEY=VALUE`` sets the run's shared backbone
+# Options that belong to the run, never to one method (so that every method is selected the same way).
+RUN_LEVEL = {"select": "--select, or select in the config file",
+             "select_metric": "--select-metric, or select_metric in the config file"}
+
+
 def build_run_config(file: Path | None = None, **cli: Any) -> RunConfig:
     """Merge defaults < file < CLI; ``cli`` holds only options the user gave (None means not given)."""
     merged: dict[str, Any] = load_config_file(file) if file else {}
     options = {k: dict(v) for k, v in merged.pop("method_options", {}).items()}
+    backbone = dict(merged.pop("backbone_options", {}))
+    backbone.update(options.pop(BACKBONE_SCOPE, {}))
     for key, value in cli.items():
         if key == "method_options":
             for scope, opts in (value or {}).items():
-                options.setdefault(scope, {}).update(opts)
+                target = backbone if scope == BACKBONE_SCOPE else options.setdefault(scope, {})
+                target.update(opts)
         elif value is not None:
             merged[key] = value
+    merged["backbone_options"] = backbone
     for key in ("methods", "datasets", "protocols", "plugins"):
         if isinstance(merged.get(key), str):
             merged[key] = split_list(merged[key])
@@ -210,16 +242,43 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         raise ValueError(f"{where} expects {getattr(hint, '__name__', hint)}, got {value!r}") from None
 
 
-def method_config(method: str, options: Mapping[str, Mapping[str, Any]]) -> Any:
-    """Build ``method``'s frozen config from the ``*`` scope then the method's own scope (method wins).
+def backbone_mode(method: str, options: Mapping[str, Mapping[str, Any]], default: str = "shared") -> str:
+    """``paper`` or ``shared`` for ``method``: its own ``backbone`` option, else ``*``'s, else the run's."""
+    for scope in (method, "*"):
+        if "backbone" in options.get(scope, {}):
+            return str(_coerce(options[scope]["backbone"], typing.Literal["shared", "paper"], f"{scope}.backbone"))
+    return default
+
+
+def check_backbone_options(backbone_options: Mapping[str, Any]) -> None:
+    from baselines.base import BACKBONE_FIELDS
+
+    check_keys(backbone_options, list(BACKBONE_FIELDS), "the backbone options (--set backbone.KEY=VALUE)")
+
+
+def method_config(method: str, options: Mapping[str, Mapping[str, Any]], backbone: str = "shared",
+                  backbone_options: Mapping[str, Any] | None = None) -> Any:
+    """Build ``method``'s frozen config: its class defaults (the shared backbone's defaults), then either the run's
+    ``backbone_options`` (mode ``shared``) or the method's ``paper`` settings (mode ``paper``, from the method's
+    ``backbone`` option or the run's ``backbone``), then the ``*`` scope, then the method's own scope.
 
     Keys in the method's scope must be fields of its config; ``*`` keys apply where the field exists.
     """
     cls = METHODS.get(method).Config
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    for scope in ("*", method):
+        for key in set(options.get(scope, {})) & set(RUN_LEVEL):
+            raise ValueError(f"{key} is a run option ({RUN_LEVEL[key]}), not a method option: every method of a "
+                             f"run is selected the same way; remove it from the options for {scope!r}")
     check_keys(options.get(method, {}), names, f"options for method {method!r}")
-    values = {k: v for k, v in options.get("*", {}).items() if k in names}
+    mode = backbone_mode(method, options, backbone)
+    if mode == "paper":
+        values: dict[str, Any] = {**cls.paper, "backbone": "paper"}
+    else:
+        check_backbone_options(backbone_options or {})
+        values = {k: v for k, v in (backbone_options or {}).items() if k in names}
+    values.update({k: v for k, v in options.get("*", {}).items() if k in names})
     values.update(options.get(method, {}))
     kwargs = {k: _coerce(v, hints[k], f"{method}.{k}") for k, v in values.items()}
     return cls(**kwargs)
@@ -227,7 +286,7 @@ def method_config(method: str, options: Mapping[str, Mapping[str, Any]]) -> Any:
 
 def check_global_options(options: Mapping[str, Mapping[str, Any]], methods: list[str]) -> None:
     """A ``*`` key must be a field of at least one selected method's config."""
-    known = {f.name for m in methods for f in dataclasses.fields(METHODS.get(m).Config)}
+    known = {f.name for m in methods for f in dataclasses.fields(METHODS.get(m).Config)} | set(RUN_LEVEL)
     check_keys(options.get("*", {}), sorted(known), "options for every method ('*')")
     for scope in options:
         if scope != "*" and scope not in methods:

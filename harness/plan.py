@@ -25,7 +25,7 @@ from harness.config import RunConfig, check_global_options, default_out_dir, met
 from harness.data import DataOptions, Dataset
 from harness.evaluate import expand
 from harness.registry import DATASETS, METHODS, METRICS, PROTOCOLS, import_plugin
-from harness.training import resolve_select_metric
+from harness.selection import Selection
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ class Plan:
     out: Path
     cells: list[Cell] = field(default_factory=list)
     explicit_protocols: set[str] = field(default_factory=set)
+    selection: Selection = field(default_factory=Selection)
+    reference: str | None = None
 
     def protocols_for(self, data: Dataset) -> tuple[list[Protocol], dict[str, str]]:
         """The protocols to run on ``data`` and ``{protocol: reason}`` for implicitly selected ones skipped."""
@@ -125,21 +127,34 @@ def parse_datasets(config: RunConfig) -> dict[str, DataOptions]:
 
 
 def check_metrics(plan: Plan, datasets: dict[str, Dataset], table_metric: str | None) -> None:
-    """Every method's selection metric must fit every dataset's task, and the final table's metric (``--metric``)
+    """The run's selection metric must fit every dataset's task, and the final table's metric (``--metric``)
     must be a metric of at least one dataset's task; both are checked before any training."""
     tasks = {d.spec.task for d in datasets.values()}
-    for method, cfg in plan.method_configs.items():
-        for name, data in datasets.items():
-            try:
-                resolve_select_metric(cfg, data.spec.task)
-            except ValueError as exc:
-                raise ValueError(f"method {method}: {exc} ({name}); set {method}.select_metric=auto") from None
+    for name, data in datasets.items():
+        try:
+            plan.selection.metric_for(data.spec.task)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (dataset {name})") from None
     if table_metric is not None:
         spec = METRICS.get(table_metric)
         if spec.task not in tasks:
             valid = sorted(n for n, m in METRICS.entries() if m.task in tasks)
             raise ValueError(f"--metric {table_metric} is a {spec.task} metric but this run's datasets are "
                              f"{', '.join(sorted(tasks))}; valid: {', '.join(valid)}")
+
+
+def resolve_reference(config: RunConfig, methods: list[str]) -> str | None:
+    """The run's reference method: named (``--reference NAME``, which must be in the run), none, or ``auto``: the
+    run's method whose card declares ``reference=True`` (none if no such method runs)."""
+    if config.reference == "none":
+        return None
+    if config.reference == "auto":
+        declared = [m for m in methods if METHODS.get(m).card.reference]
+        return declared[0] if declared else None
+    if config.reference not in methods:
+        raise ValueError(f"--reference {config.reference!r} is not one of this run's methods "
+                         f"({', '.join(methods)}); use auto, none or one of them")
+    return config.reference
 
 
 def prepare(config: RunConfig) -> Plan:
@@ -149,14 +164,17 @@ def prepare(config: RunConfig) -> Plan:
         import_plugin(module)
     methods = METHODS.resolve(config.methods)
     check_global_options(config.method_options, methods)
-    configs = {m: method_config(m, config.method_options) for m in methods}
+    configs = {m: method_config(m, config.method_options, config.backbone, config.backbone_options)
+               for m in methods}
+    selection = Selection(config.select, config.select_metric)
     datasets = parse_datasets(config)
     # A glob never selects the held-out validation family (tuning only); naming it is refused by ``expand``.
     protocols = [PROTOCOLS.get(p) for p in PROTOCOLS.resolve(config.protocols)
                  if p in config.protocols or not PROTOCOLS.get(p).held_out]
     out = Path(config.out).expanduser() if config.out else default_out_dir(config.identity_hash())
     plan = Plan(config, methods, datasets, protocols, configs, resolve_device(config.device), out,
-                explicit_protocols={p for p in config.protocols if p in PROTOCOLS})
+                explicit_protocols={p for p in config.protocols if p in PROTOCOLS}, selection=selection,
+                reference=resolve_reference(config, methods))
     plan.cells = [Cell(d, m, s) for d in datasets for m in methods for s in config.seeds]
     return plan
 

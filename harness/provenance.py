@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 def run_meta(plan: Plan, datasets: dict[str, Dataset]) -> dict[str, Any]:
     return {
         "config": to_jsonable(plan.config),
+        "reference": plan.reference,
+        "selection": {"policy": plan.selection.policy, "metric": plan.selection.metric},
         "out": str(plan.out),
         "method_configs": {m: dataclasses.asdict(c) for m, c in plan.method_configs.items()},
         "protocols": [{"name": p.name, "version": p.version, "hash": p.digest(), "params": dataclasses.asdict(p)}
@@ -78,6 +80,8 @@ def identity(plan: Plan, datasets: dict[str, Dataset]) -> dict[str, Any]:
     ``--set epochs=1``, ``--set vanilla_fusion.epochs=1`` and ``epochs = 1`` in a TOML file are one run, and an
     option set to its default is no option at all."""
     ident = plan.config.identity()
+    ident.pop("backbone_options", None)  # resolved into every method's config below, like method options
+    ident.pop("backbone", None)
     options = {}
     for method, cfg in plan.method_configs.items():
         given, default = to_jsonable(cfg), to_jsonable(type(cfg)())

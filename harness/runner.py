@@ -10,7 +10,8 @@ numbers may go into a paper table only if
 
 1. every planned cell (dataset x method x seed) is ``done`` - none failed, none unfinished;
 2. no dataset was built with a smoke-test preset (:data:`SMOKE_PRESETS`, i.e. ``tiny``);
-3. no method was trained for fewer ``epochs`` than its config's default (a ``--set epochs=2`` smoke run).
+3. no method was trained for fewer ``epochs`` than the default of its backbone mode (the shared backbone's, or
+   its paper's; a ``--set epochs=2`` smoke run).
 
 Otherwise ``reportable = {"ok": false, "reasons": [...]}`` and ``mibench report`` refuses the run unless
 ``--allow-partial`` is given, in which case every caption says the run is partial.
@@ -25,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from harness import builtins
-from harness.config import RunConfig
+from harness.config import RunConfig, method_config
 from harness.executors import choose
 from harness.plan import Cell, Plan, check_metrics, group_cells, prepare, prepare_process
 from harness.provenance import identity, run_meta
-from harness.registry import METHODS, METRICS
+from harness.registry import METRICS
 from harness.store import RunStore, now
 from harness.work import CellResult, Progress, store_result
 
@@ -91,7 +92,7 @@ def reportability(plan: Plan, store: RunStore) -> dict[str, Any]:
         if preset in SMOKE_PRESETS:
             reasons.append(f"dataset {name} uses the smoke-test preset {preset!r}")
     for method, cfg in plan.method_configs.items():
-        default = METHODS.get(method).Config().epochs
+        default = method_config(method, {}, cfg.backbone).epochs
         if cfg.epochs < default:
             reasons.append(f"method {method} trained for epochs={cfg.epochs}, below its default {default}")
     return {"ok": not reasons, "reasons": reasons}

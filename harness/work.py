@@ -84,7 +84,8 @@ def run_cell(cell: Cell, data: Dataset, plan: Plan, stats: FeatureStats, events:
     cls, cfg = METHODS.get(cell.method), plan.method_configs[cell.method]
     model = cls(data.spec, cfg).to(plan.device)
     on_epoch = (lambda e, t: events.epoch(cell, e, t)) if events else (lambda e, t: None)
-    ctx = FitContext(plan.device, torch_generator(seed, plan.device), seed, on_epoch=on_epoch)
+    ctx = FitContext(plan.device, torch_generator(seed, plan.device), seed, on_epoch=on_epoch,
+                     selection=plan.selection)
     t0 = time.perf_counter()
     fit = model.fit(data, ctx)
     t1 = time.perf_counter()
@@ -95,7 +96,12 @@ def run_cell(cell: Cell, data: Dataset, plan: Plan, stats: FeatureStats, events:
     preds = prediction_arrays(results, target, np.asarray(data.ids.get("test", np.arange(len(target)))))
     info = {"cell_seed": seed, "fit": dataclasses.asdict(fit), "diagnostics": model.diagnostics(),
             "train_time_s": t1 - t0, "eval_time_s": time.perf_counter() - t1, "device": str(plan.device),
-            "n_parameters": sum(p.numel() for p in model.parameters())}
+            "n_parameters": sum(p.numel() for p in model.parameters()),
+            "selection": {"policy": fit.selection_policy, "metric": fit.select_metric},
+            "backbone": cfg.backbone_record(),
+            "budget": {"epochs": cfg.epochs, "patience": cfg.patience, "batch_size": cfg.batch_size,
+                       "epochs_run": fit.epochs_run,
+                       "stages": {k: v["epochs_run"] for k, v in fit.extra.get("stages", {}).items()}}}
     return CellResult(cell, records, preds, info)
 
 

@@ -27,6 +27,7 @@ from baselines.vanilla_fusion import VanillaFusion, VanillaFusionConfig
 from harness.config import method_config
 from harness.data import Dataset
 from harness.seeding import torch_generator
+from harness.selection import Selection
 from harness.training import FitContext
 
 
@@ -70,17 +71,21 @@ def test_numbers_of_the_right_kind_are_accepted() -> None:
     assert ModalImmuneConfig(stable_rank_sign=1).stable_rank_sign == 1
 
 
-def test_unknown_select_metric_fails_at_construction_with_suggestions() -> None:
-    with pytest.raises(ValueError, match=r"MMINConfig\.select_metric = 'acc8' is invalid.*Did you mean 'acc7'"):
-        MMINConfig(select_metric="acc8")
-    with pytest.raises(ValueError, match=r"VanillaFusionConfig\.select_metric = 'UA'"):
-        method_config("vanilla_fusion", {"vanilla_fusion": {"select_metric": "UA"}})
-    assert VanillaFusionConfig(select_metric="wa").select_metric == "wa"  # the task is checked when a run is planned
+def test_selection_is_a_run_option_never_a_methods() -> None:
+    with pytest.raises(ValueError, match=r"--select-metric: Unknown metric 'acc8'.*Did you mean 'acc7'"):
+        Selection("complete", "acc8")
+    with pytest.raises(ValueError, match=r"select_metric is a run option.*--select-metric"):
+        method_config("vanilla_fusion", {"vanilla_fusion": {"select_metric": "ua"}})
+    with pytest.raises(ValueError, match=r"select is a run option.*--select"):
+        method_config("mmin", {"*": {"select": "incomplete"}})
+    assert Selection("incomplete", "wa").metric_for("classification") == "wa"  # the task is checked per dataset
+    with pytest.raises(ValueError, match="wa is a classification metric but the dataset task is regression"):
+        Selection("complete", "wa").metric_for("regression")
 
 
-def test_a_config_alone_knows_the_metrics() -> None:
-    """Importing a baseline registers the metrics ``select_metric`` is checked against: no import order needed."""
-    code = ("from baselines.vanilla_fusion import VanillaFusionConfig as C; assert C(select_metric='mae'); "
+def test_a_selection_alone_knows_the_metrics() -> None:
+    """Importing the selection module registers the metrics it is checked against: no import order needed."""
+    code = ("from harness.selection import Selection as S; assert S('all', 'mae'); "
             "import harness.registry as r; assert 'ua' in r.METRICS")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
 

@@ -45,8 +45,9 @@ def test_run_trains_and_evaluates_on_every_layout(tmp_path: Path, layout: str) -
     if extra:
         assert store.meta["config"]["pool"] and store.meta["config"]["standardize"]
         assert meta["spec"]["seq_lens"] == [1, 1, 1] and prov["preprocessing"]["standardize"]["audio"]["features"] == 5
-    else:
-        assert prov["preprocessing"] == {"pool": False, "standardize": False}
+    else:  # standardised by default, with the training split's statistics recorded
+        assert prov["preprocessing"]["pool"] is False and store.meta["config"]["standardize"]
+        assert prov["preprocessing"]["standardize"]["statistics"].startswith("train split")
 
 
 def test_run_on_an_npz_with_other_modality_names(tmp_path: Path) -> None:

@@ -16,32 +16,49 @@ import torch.nn.functional as F
 from scipy.stats import chisquare
 from sklearn.metrics import mean_absolute_error, recall_score
 
-from baselines.encoders import LSTMMaxPoolEncoder, MLPEncoder, TextCNNEncoder
-from baselines.mmin.loop import incomplete_patterns, lr_factor
+from baselines.encoders import LSTMEncoder, LSTMMaxPoolEncoder, MLPEncoder, TextCNNEncoder
 from baselines.mmin.model import MMIN, MMINConfig
+from harness.config import method_config
 from harness.data import Batch, Dataset, DatasetSpec
 from harness.seeding import seed_everything, torch_generator
-from harness.training import FitContext
+from harness.selection import Selection, patterns
+from harness.training import Budget, FitContext, lr_factor, train_stage
 
 
-def ctx(seed: int = 0) -> FitContext:
-    return FitContext(torch.device("cpu"), torch_generator(seed), seed)
+def ctx(seed: int = 0, select: str = "complete") -> FitContext:
+    return FitContext(torch.device("cpu"), torch_generator(seed), seed, selection=Selection(select))
+
+
+def mmin_stage(model: MMIN, data: Dataset, c: FitContext):
+    """MMIN's second stage as the loop gets it (the teacher stage is skipped: asking for the next stage freezes
+    the untrained teacher and copies its encoders)."""
+    stages = model.stages(data, c)
+    next(stages)
+    return next(stages)
 
 
 MMIN_FAST = MMINConfig(embed=32, hidden=32, ae_layers=(64, 32, 16), n_blocks=3, cls_layers=(32,), epochs=30,
-                       teacher_epochs=10, batch_size=32, lr=2e-3)
+                       teacher_epochs=10, batch_size=32, lr=2e-3, patience=1000)
 
 
 @pytest.fixture(scope="module")
 def mmin_stages(tiny_mosi: Dataset) -> dict:
     """MMIN fitted stage by stage on tiny synth-mosi, with the teacher's state between the stages."""
     seed_everything(0)
-    model, c = MMIN(tiny_mosi.spec, MMIN_FAST), ctx()
-    model.fit_teacher(tiny_mosi, c)
-    after_teacher = copy.deepcopy(model.teacher.state_dict())
-    init_encoders = copy.deepcopy(model.encoders.state_dict())
-    result = model.fit_mmin(tiny_mosi, c)
-    return {"model": model, "after_teacher": after_teacher, "init_encoders": init_encoders, "result": result}
+    model, c, snaps = MMIN(tiny_mosi.spec, MMIN_FAST), ctx(), {}
+    original = model.stages
+
+    def stages(data: Dataset, fit_ctx: FitContext):  # the loop's own stages, with the states between them kept
+        gen = original(data, fit_ctx)
+        yield next(gen)
+        second = next(gen)  # the teacher is trained, frozen, and MMIN's encoders start from it
+        snaps["after_teacher"] = copy.deepcopy(model.teacher.state_dict())
+        snaps["init_encoders"] = copy.deepcopy(model.encoders.state_dict())
+        yield second
+
+    model.stages = stages  # type: ignore[method-assign]
+    result = model.fit(tiny_mosi, c)
+    return {"model": model, "result": result, **snaps}
 
 
 def test_teacher_is_frozen_and_initialises_the_encoders(mmin_stages: dict) -> None:
@@ -79,33 +96,45 @@ def test_imagined_embedding_beats_the_mean_embedding(mmin_stages: dict, tiny_mos
 
 
 def test_fit_records_both_stages(mmin_stages: dict) -> None:
-    model: MMIN = mmin_stages["model"]
-    diag = model.diagnostics()
-    assert diag["teacher"]["epochs_run"] == MMIN_FAST.teacher_epochs and diag["mmin"]["epochs_run"] == MMIN_FAST.epochs
-    assert diag["teacher"]["time_s"] > 0 and math.isfinite(diag["teacher"]["best_value"])
-    extra = mmin_stages["result"].extra
-    assert extra["stages"]["teacher"]["select_metric"] == "mae"
-    assert len(extra["teacher_history"]) == MMIN_FAST.teacher_epochs
+    stages = mmin_stages["result"].extra["stages"]
+    assert stages["teacher"]["epochs_run"] == MMIN_FAST.teacher_epochs
+    assert stages["mmin"]["epochs_run"] == MMIN_FAST.epochs
+    assert stages["teacher"]["time_s"] > 0 and math.isfinite(stages["teacher"]["best_value"])
+    assert stages["teacher"]["select_metric"] == "mae" and stages["teacher"]["selection_policy"] == "complete"
+    assert len(mmin_stages["result"].extra["stage_history"]["teacher"]) == MMIN_FAST.teacher_epochs
 
 
 def test_training_patterns_are_the_incomplete_ones() -> None:
-    pats = incomplete_patterns(3)
+    pats = patterns(3, "incomplete")
     assert pats.shape == (6, 3) and pats.any(-1).all() and not pats.all(-1).any()
     assert len({tuple(r.tolist()) for r in pats}) == 6
 
 
-def test_schedule_is_constant_then_linear_decay() -> None:
-    f = [lr_factor(e, 60, 0.5) for e in range(60)]
+def test_paper_schedule_is_constant_then_linear_decay() -> None:
+    budget = Budget(epochs=60, patience=1000, batch_size=128, lr_schedule="linear_decay", decay_fraction=0.5)
+    f = [lr_factor(budget, e, 0, 1) for e in range(60)]
     assert f[:30] == [1.0] * 30
     assert f[30:] == pytest.approx([1 - k / 31 for k in range(1, 31)])
+    assert method_config("mmin", {}, "paper").lr_schedule == "linear_decay"
+
+
+def test_paper_recipe_is_the_reference_codes(tiny_mosi: Dataset) -> None:
+    """AIM3-RUC/MMIN master (69a45fe): teacher clip 0.5, weight decay 0 (MMIN's optimizer ignores the script's
+    1e-5), Kaiming init, 20 + 60 epochs; the shared backbone gives the teacher the run's own budget instead."""
+    paper = method_config("mmin", {}, "paper")
+    model = MMIN(tiny_mosi.spec, paper)
+    assert (paper.teacher["grad_clip"], paper.weight_decay, paper.init) == (0.5, 0.0, "kaiming")
+    assert model.teacher_budget().epochs == 20 and model.planned_epochs() == 80
+    shared = MMIN(tiny_mosi.spec, MMINConfig())
+    assert shared.teacher_budget() == MMINConfig().budget() and shared.planned_epochs() == 2 * MMINConfig().epochs
 
 
 def test_optional_kaiming_init_as_the_reference_code(tiny_mosi: Dataset) -> None:
     seed_everything(0)
     model = MMIN(tiny_mosi.spec, MMINConfig(init="kaiming"))
-    first = model.ae.encoders[0][0]  # Linear(384, 256)
+    first = model.ae.encoders[0][0]  # Linear(M * embed, 256)
     assert torch.count_nonzero(first.bias) == 0
-    assert first.weight.std().item() == pytest.approx(math.sqrt(2 / 384), rel=0.05)
+    assert first.weight.std().item() == pytest.approx(math.sqrt(2 / first.in_features), rel=0.05)
     seed_everything(0)
     default = MMIN(tiny_mosi.spec, MMINConfig()).ae.encoders[0][0]
     assert torch.count_nonzero(default.bias) > 0
@@ -134,7 +163,7 @@ def test_mmin_rejects_a_single_modality_dataset() -> None:
     ({"textcnn_kernels": ()}, "MMINConfig.textcnn_kernels"),
     ({"dropout": 1.0}, "MMINConfig.dropout"),
     ({"beta1": 1.0}, "MMINConfig.beta1"),
-    ({"optimizer": "adamw"}, "MMINConfig.optimizer"),
+    ({"optimizer": "sgd"}, "MMINConfig.optimizer"),
 ])
 def test_bad_mmin_config_names_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
@@ -145,8 +174,10 @@ def test_mmin_textcnn_modalities_must_be_modalities_of_the_dataset(tiny_mosi: Da
     with pytest.raises(ValueError, match=r"MMINConfig\.textcnn_modalities names \['txt'\].*'synth-mosi'.*"
                                          r"\['text', 'audio', 'vision'\]"):
         MMIN(tiny_mosi.spec, MMINConfig(textcnn_modalities=("text", "txt")))
-    none = MMIN(tiny_mosi.spec, MMINConfig(textcnn_modalities=()))  # no lexical modality: LSTMs everywhere
-    assert all(isinstance(e, LSTMMaxPoolEncoder) for e in none.encoders.values())
+    none = MMIN(tiny_mosi.spec, MMINConfig(textcnn_modalities=(), seq_encoder="lstm_maxpool"))
+    assert all(isinstance(e, LSTMMaxPoolEncoder) for e in none.encoders.values())  # no TextCNN: LSTMs everywhere
+    shared = MMIN(tiny_mosi.spec, MMINConfig())  # the shared backbone: the run's LSTM encoder for every sequence
+    assert all(isinstance(e, LSTMEncoder) for e in shared.encoders.values())
 
 
 def test_mmin_card_keeps_the_unlabelled_row_out_of_reported_numbers() -> None:
@@ -185,7 +216,8 @@ def reference_target(model: MMIN, batch: Batch, keep: torch.Tensor) -> torch.Ten
 
 
 def test_mmin_encoders_follow_the_paper(tiny_mosi: Dataset, tiny_iemocap: Dataset) -> None:
-    model, batch = MMIN(tiny_mosi.spec, MMINConfig()).eval(), tiny_mosi.test
+    paper = method_config("mmin", {}, "paper")
+    model, batch = MMIN(tiny_mosi.spec, paper).eval(), tiny_mosi.test
     kinds = {"text": TextCNNEncoder, "audio": LSTMMaxPoolEncoder, "vision": LSTMMaxPoolEncoder}
     assert {m: type(e) for m, e in model.encoders.items()} == kinds
     assert {m: type(e) for m, e in model.teacher.encoders.items()} == kinds
@@ -198,7 +230,7 @@ def test_mmin_encoders_follow_the_paper(tiny_mosi: Dataset, tiny_iemocap: Datase
         x = batch.x["audio"]  # max over time of the LSTM's states, not its last state
         assert torch.allclose(audio(x, torch.full_like(batch.lengths["audio"], x.shape[1])), audio.lstm(x)[0].amax(1))
         assert model.imagine(batch)[0].shape == (len(batch), 384)
-    utterance = MMIN(tiny_iemocap.spec, MMINConfig()).eval()  # T = 1 for every modality, text included
+    utterance = MMIN(tiny_iemocap.spec, paper).eval()  # T = 1 for every modality, text included
     assert all(type(e) is MLPEncoder for e in utterance.encoders.values())
     b = tiny_iemocap.test
     assert all(e(b.x[m], b.lengths[m]).shape == (len(b), 128) for m, e in utterance.encoders.items())
@@ -292,7 +324,7 @@ def test_gradients_are_clipped_per_sub_network(tiny_mosi: Dataset) -> None:
     groups that exceeded it sit *at* it (so the total is above the clip: not one global clip)."""
     seed_everything(0)
     cfg = dataclasses.replace(MMIN_SMALL, epochs=1, batch_size=96, regression_loss="mse")
-    data = dataclasses.replace(tiny_mosi, train=dataclasses.replace(tiny_mosi.train, y=tiny_mosi.train.y * 1000))
+    data = dataclasses.replace(tiny_mosi, train=dataclasses.replace(tiny_mosi.train, y=tiny_mosi.train.y * 10000))
     model = MMIN(tiny_mosi.spec, cfg)
 
     def norms(net: MMIN) -> dict[str, float]:
@@ -306,7 +338,8 @@ def test_gradients_are_clipped_per_sub_network(tiny_mosi: Dataset) -> None:
     raw_model.loss_terms(data.train, torch_generator(1))["loss"].backward()
     raw = norms(raw_model)
     assert sum(v > 10 for v in raw.values()) >= 3, raw  # the batch does need clipping
-    model.fit_mmin(data, ctx())  # one epoch of one batch: the gradients left are the clipped ones of that step
+    c = ctx()
+    train_stage(mmin_stage(model, data, c), data.train, c)  # one batch: the gradients left are that step's, clipped
     clipped = norms(model)
     assert all(v <= 1.0 + 1e-4 for v in clipped.values()), clipped
     assert all(clipped[k] == pytest.approx(1.0, rel=1e-3) for k, v in raw.items() if v > 10), clipped
@@ -321,8 +354,8 @@ def hand_score(pred: np.ndarray, y: np.ndarray, task: str) -> float:
 
 def test_validation_selection_averages_the_metric_over_incomplete_patterns(tiny_data: Dataset) -> None:
     seed_everything(0)
-    model = MMIN(tiny_data.spec, dataclasses.replace(MMIN_SMALL, epochs=2))
-    result = model.fit_mmin(tiny_data, ctx())  # the best epoch is restored, so its score can be recomputed
+    model, c = MMIN(tiny_data.spec, dataclasses.replace(MMIN_SMALL, epochs=2)), ctx(select="incomplete")
+    result = train_stage(mmin_stage(model, tiny_data, c), tiny_data.train, c)  # best epoch restored: recompute it
     valid, task = tiny_data.valid, tiny_data.spec.task
     y = valid.y.numpy()
     per_pattern = [hand_score(model.predict(valid.drop(torch.tensor(p))).numpy(), y, task) for p in PATTERNS]

@@ -161,8 +161,14 @@ def test_fisher_source_is_psd_so_the_gate_cannot_freeze() -> None:
 
 
 def test_gate_and_apply_gate() -> None:
-    assert gate(-20.0, 1e-3, 0.5) == 0.0  # τ = 0.01 / 1e-3 = 10
-    assert gate(-5.0, 1e-3, 0.5) == -0.5
+    assert gate(-20.0, 3.0, 0.5, threshold="paper", lr=1e-3) == 0.0  # τ = 0.01 / 1e-3 = 10
+    assert gate(-5.0, 3.0, 0.5, threshold="paper", lr=1e-3) == -0.5
+    # relative (default): freeze when λ_min < −τ_rel·|λ_max|; invariant to the loss scale
+    assert gate(-2.0, 3.0, 0.5, tau_rel=0.5) == 0.0 and gate(-1.0, 3.0, 0.5, tau_rel=0.5) == -0.5
+    for scale in (1e-3, 1.0, 1e4):
+        assert gate(-2.0 * scale, 3.0 * scale, 0.5) == 0.0 and gate(-1.0 * scale, 3.0 * scale, 0.5) == -0.5
+    with pytest.raises(ValueError, match="relative' or 'paper'"):
+        gate(-1.0, 1.0, 0.5, threshold="tau")
     p = torch.nn.Parameter(torch.ones(1000))
     p.grad = torch.full((1000,), 2.0)
     assert apply_gate([p], 0.0, 0.5, mode="paper") == "frozen" and p.grad is None  # the optimizer skips it

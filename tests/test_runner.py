@@ -271,13 +271,13 @@ def test_a_run_made_before_an_option_existed_still_resumes(tmp_path: Path) -> No
     cfg = config(tmp_path / "r", datasets=("synth-mosi",), seeds=(0,))
     runner.run(cfg)
     store = RunStore.read(tmp_path / "r")
-    del store.meta["identity"]["standardize"]  # as written by a version without that option
+    del store.meta["identity"]["select"]  # as written by a version without that option
     store.save_meta()
     assert runner.run(cfg).skipped == ["synth-mosi__vanilla_fusion__seed0"]
     store = RunStore.read(tmp_path / "r")
-    store.meta["identity"]["standardize"] = True  # but a stored non-default value is still a different run
+    store.meta["identity"]["select"] = "all"  # but a stored non-default value is still a different run
     store.save_meta()
-    with pytest.raises(RunExistsError, match="standardize: stored True, now False"):
+    with pytest.raises(RunExistsError, match="select: stored 'all', now 'complete'"):
         runner.run(cfg)
 
 
@@ -317,8 +317,8 @@ def test_changed_data_refuses_to_resume_and_provenance_is_kept(tmp_path: Path, t
 @pytest.mark.parametrize(("kw", "metric", "message"), [
     ({}, "acc8", "Unknown metric 'acc8'. Did you mean 'acc7'"),
     ({}, "wa", "--metric wa is a classification metric but this run's datasets are regression"),
-    ({"method_options": {"vanilla_fusion": {"select_metric": "ua"}}}, None,
-     "select_metric 'ua' is a classification metric but the dataset task is regression"),
+    ({"select_metric": "ua"}, None,
+     "--select-metric ua is a classification metric but the dataset task is regression"),
     ({"datasets": ("synth-mosi", "synth-mosi")}, None, "--datasets names synth-mosi more than once"),
 ])
 def test_metric_and_dataset_errors_come_before_training(tmp_path: Path, kw: dict, metric: str | None,

@@ -5,17 +5,19 @@ concatenated in the spec's order (``h [N, M * E]``); the cascade residual autoen
 complete representation ``h' = ae(h)`` and the classifier reads the concatenated block latents
 ``[N, n_blocks * ae_layers[-1]]``. A second autoencoder ``ae_cycle`` maps ``h'`` back to ``h`` (cycle consistency).
 
-Training, two stages inside the cell (``fit``):
+Training, two stages of the one training loop (``stages``):
 
 1. The teacher ``UttFusion`` (same encoders + classifier) is trained on complete training data and selected on
-   the complete validation split; it is then frozen (``requires_grad = False``, always in eval mode).
+   the complete validation split whatever the run's ``--select`` (it is a full-modality model that never sees an
+   incomplete input); it is then frozen (``requires_grad = False``, always in eval mode).
 2. MMIN's encoders start from the teacher's. Each training sample gets one *incomplete* pattern uniformly at
    random from the ``2^M - 2`` non-empty proper subsets on every step, so training never sees a complete input.
    Loss = task + 4 MSE(h', t) + 2 MSE(ae_cycle(h'), h.detach()), where the imagination target
    ``t = concat_m teacher_enc_m(x_m if m is missing else 0)`` (``T_embds`` in the reference): the frozen teacher's
    embeddings of the *missing* modalities, with the *available* modalities' inputs zeroed (so their slots hold the
-   teacher's embedding of a zero input), in the fixed modality order. Selection: the config's metric on the
-   validation split averaged over its incomplete patterns (the reference replicates validation over the patterns).
+   teacher's embedding of a zero input), in the fixed modality order. Selection: the run's policy, like every
+   other method; MMIN's paper protocol (the mean over the validation split's incomplete patterns, as the
+   reference replicates validation over the patterns) is ``--select incomplete`` for the whole run.
 
 At evaluation MMIN takes whatever ``present`` mask it is given (the full one included) and imagines what is
 missing. The same network serves regression: the head's output size is 1 and the task loss is the config's.
@@ -23,7 +25,8 @@ missing. The same network serves regression: the head's output size is 1 and the
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -31,11 +34,11 @@ from torch import Tensor, nn
 
 from baselines.base import Method, MethodCard
 from baselines.mmin.config import MMINConfig
-from baselines.mmin.loop import Stage, incomplete_patterns, pattern_scorer, train_stage
 from baselines.mmin.networks import ResidualAE, UttFusion, encode, fc_classifier, kaiming_init, mmin_encoders
 from harness.data import Batch, Dataset, DatasetSpec
 from harness.registry import METHODS
-from harness.training import FitContext, FitResult, resolve_select_metric, validation_score
+from harness.selection import patterns
+from harness.training import Budget, FitContext, Stage, StepOut
 
 # Not in ``card.reported``: that field holds numbers under a registered metric, and reports show them as the paper's
 # value of that metric. This row's metric (WA or UA) is unknown, so it stays prose until Table 3 is transcribed.
@@ -59,7 +62,7 @@ class MMIN(Method):
              "models/networks/autoencoder.py, scripts/CAP_mmin.sh)",
         reported=(),
         notes="Training never sees complete inputs (only the 2^M - 2 incomplete patterns); the teacher is trained "
-              "first in the same cell and its cost is in diagnostics(). See docs/baselines.md for deviations. "
+              "first in the same cell (its stage is in the fit's stages). See docs/baselines.md for deviations. "
               + _ISSUE7_ROW,
     )
 
@@ -81,8 +84,7 @@ class MMIN(Method):
         self.teacher = UttFusion(spec, c).requires_grad_(False)  # trained only by stage 1 of fit
         if c.init == "kaiming":
             kaiming_init(self)  # the encoders are overwritten by the teacher's before stage 2 anyway
-        self.register_buffer("patterns", incomplete_patterns(n_mod), persistent=False)  # [2^M - 2, M]
-        self.costs: dict[str, Any] = {}
+        self.register_buffer("patterns", patterns(n_mod, "incomplete"), persistent=False)  # [2^M - 2, M]
 
     def train(self, mode: bool = True) -> MMIN:
         """MMIN's train/eval switch; the teacher stays in eval mode (its own stage trains it directly)."""
@@ -121,40 +123,25 @@ class MMIN(Method):
     def training_loss(self, batch: Batch, generator: torch.Generator) -> Tensor:
         return self.loss_terms(batch, generator)["loss"]
 
-    def fit_teacher(self, data: Dataset, ctx: FitContext) -> None:
-        """Stage 1: train the teacher on complete data, select it on complete validation data, freeze it, and
-        initialise MMIN's encoders from it."""
-        c, metric = self.config, resolve_select_metric(self.config, data.spec.task)
+    def train_step(self, batch: Batch, generator: torch.Generator) -> StepOut:
+        terms = self.loss_terms(batch, generator)
+        return StepOut(terms.pop("loss"), terms)
+
+    def teacher_budget(self) -> Budget:
+        t = self.config.teacher
+        return replace(self.config.budget(), epochs=int(t["epochs"]), grad_clip=float(t["grad_clip"]),
+                       beta1=float(t["beta1"]))
+
+    def planned_epochs(self) -> int:
+        return self.teacher_budget().epochs + self.config.epochs
+
+    def stages(self, data: Dataset, ctx: FitContext) -> Iterator[Stage]:
+        """Stage 1, the teacher on complete data (selected on complete validation data), then freeze it and start
+        MMIN's encoders from it; stage 2, MMIN on incomplete patterns under the run's selection policy."""
         teacher = self.teacher.requires_grad_(True)
-        total = c.teacher_epochs + c.epochs
-        stage = Stage("teacher", c.teacher_epochs, c.decay_fraction, c.teacher_grad_clip, c.teacher_beta1, 0, total)
-        res = train_stage(teacher, lambda b, g: {"loss": teacher.training_loss(b, g)}, teacher.clip_groups(),
-                          data.train, ctx, stage, metric, lambda m: validation_score(m, data.valid, metric))
+        yield Stage("teacher", teacher, teacher.train_step, self.teacher_budget(), ctx.scorer(data, "complete"),
+                    clip_groups=teacher.clip_groups())
         teacher.requires_grad_(False).eval()
         self.encoders.load_state_dict(teacher.encoders.state_dict())
-        self.costs["teacher"] = res.summary()
-        self.costs["teacher_history"] = res.history
-
-    def fit_mmin(self, data: Dataset, ctx: FitContext) -> FitResult:
-        """Stage 2: MMIN on incomplete patterns, selected on the validation split's incomplete patterns."""
-        c, metric = self.config, resolve_select_metric(self.config, data.spec.task)
-        total = c.teacher_epochs + c.epochs
-        stage = Stage("mmin", c.epochs, c.decay_fraction, c.grad_clip, c.beta1, c.teacher_epochs, total)
         groups: list[nn.Module] = [*self.encoders.values(), self.ae, self.ae_cycle, self.head]
-        score = pattern_scorer(data.valid, self.patterns.cpu(), metric)
-        res = train_stage(self, self.loss_terms, groups, data.train, ctx, stage, metric, score)
-        self.costs["mmin"] = res.summary()
-        teacher_time = self.costs.get("teacher", {}).get("time_s", 0.0)
-        extra = {"stages": {k: v for k, v in self.costs.items() if not k.endswith("history")},
-                 "teacher_history": self.costs.get("teacher_history", []),
-                 "selection": "mean over the validation split's incomplete patterns"}
-        return FitResult(metric, res.best_epoch, res.best_value, res.epochs_run, res.history,
-                         teacher_time + res.time_s, extra)
-
-    def fit(self, data: Dataset, ctx: FitContext) -> FitResult:
-        self.fit_teacher(data, ctx)
-        return self.fit_mmin(data, ctx)
-
-    def diagnostics(self) -> dict[str, Any]:
-        """Stage costs: epochs run, selected epoch and validation value, wall time, for the teacher and MMIN."""
-        return {k: v for k, v in self.costs.items() if not k.endswith("history")}
+        yield Stage("mmin", self, self.train_step, self.config.budget(), ctx.scorer(data), clip_groups=groups)

@@ -11,22 +11,21 @@ import torch
 from torch import Tensor, nn
 
 from baselines.base import Method, MethodCard
-from baselines.encoders import LSTMMaxPoolEncoder, MLPEncoder, TextCNNEncoder
+from baselines.encoders import TextCNNEncoder, encoder_for
 from baselines.mmin.config import MMINConfig
 from harness.data import Batch, DatasetSpec
 
 
 def mmin_encoders(spec: DatasetSpec, config: MMINConfig) -> nn.ModuleDict:
-    """Per modality: TextCNN for the lexical modalities (``config.textcnn_modalities``) when T > 1, an LSTM with
-    max-pooling for other sequences, a two-layer MLP (width ``config.hidden``) for utterance-level features."""
+    """Per modality: a TextCNN for the lexical modalities (``config.textcnn_modalities``) when T > 1, otherwise the
+    config's backbone encoder (``encoder_for``: the run's shared family, or MMIN's max-pooled LSTM and utterance
+    MLP in paper mode)."""
     encoders: dict[str, nn.Module] = {}
     for m, d, t in zip(spec.modalities, spec.dims, spec.seq_lens, strict=True):
-        if t == 1:
-            encoders[m] = MLPEncoder(d, config.hidden, config.embed)
-        elif m in config.textcnn_modalities:
+        if t > 1 and m in config.textcnn_modalities:
             encoders[m] = TextCNNEncoder(d, config.embed, config.textcnn_kernels, config.embed, config.textcnn_dropout)
         else:
-            encoders[m] = LSTMMaxPoolEncoder(d, config.embed)
+            encoders[m] = encoder_for(d, t, config)
     return nn.ModuleDict(encoders)
 
 
@@ -95,7 +94,7 @@ class ResidualAE(nn.Module):
 
 class UttFusion(Method):
     """The full-modality teacher (MMIN's ``utt_fusion``, Sec. 4.2): MMIN's encoders, concatenation,
-    ``FcClassifier(M * E, cls_layers, dropout = config.teacher_dropout)``. Built and trained inside MMIN's ``fit``
+    ``FcClassifier(M * E, cls_layers, dropout = config.teacher["dropout"])``. Built and trained inside MMIN's ``fit``
     on complete training data; never registered. Reads the same ``MMINConfig`` as MMIN."""
 
     Config = MMINConfig
@@ -106,7 +105,7 @@ class UttFusion(Method):
         super().__init__(spec, config)
         self.encoders = mmin_encoders(spec, config)
         d = config.embed * len(spec.modalities)
-        self.head = fc_classifier(d, config.cls_layers, spec.num_outputs, config.teacher_dropout)
+        self.head = fc_classifier(d, config.cls_layers, spec.num_outputs, float(config.teacher["dropout"]))
 
     def forward(self, batch: Batch) -> Tensor:
         out = self.head(encode(self.encoders, batch, batch.present))

@@ -12,6 +12,7 @@ field below with its reason; ``shared/reference/modalimmune.md`` (gap list) has 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from baselines.base import Method, MethodCard, MethodConfig, Reported
 from baselines.modal_immune.model import ModalImmuneNet
 from harness.data import Batch, Dataset, DatasetSpec
 from harness.registry import METHODS
-from harness.training import FitContext, FitResult
+from harness.training import FitContext, Stage
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,21 @@ class ModalImmuneConfig(MethodConfig):
     of Auer et al. 2002 then holds with probability 95 %); ``bandit_reward_momentum``: momentum of the running mean
     m in the reward ℓ/(ℓ + m) (not given, gap #5; 0.9 averages about the last ten SDL batches, so the reward follows
     the shrinking scale of ℓ in training).
-    Curvature gate — ``curvature_iters``: Hessian-vector products per query, 1–10 (§4.13 caps it at 10), shared by
-    both ends of the spectrum (Lanczos); ``curvature_batch``: samples of the SDL batch the curvature is estimated on
+    Scale — ``collapse_scale``: "normalized" (default: the pull term of L_coll is divided by the batch's detached
+    mean squared embedding norm, so the collapse term is dimensionless and stays O(1) on raw-scale features) or
+    "paper" (Eq. 12 as printed, which grows with the square of the embedding scale: 500–3700 on raw MOSI
+    features). Curvature gate — ``gate_threshold``: "relative" (default: freeze when
+    λ_min < −``gate_tau_rel``·|λ_max|, scale-free, so both branches fire; see ``curvature``) or "paper"
+    (τ = 0.01/lr, Eq. 13, which λ_min never crossed at lr = 1e-3: an inert gate); ``gate_tau_rel`` 0.5 (not
+    given: a negative curvature at least half the largest positive one; docs/modal_immune.md has the measured
+    branch fractions); ``curvature_iters``: Hessian-vector products per query, 1–10 (§4.13 caps it at 10), both ends
+    of the spectrum (Lanczos); ``curvature_batch``: samples of the SDL batch the curvature is estimated on
     (sub-sampling as §3.13 recommends; 16); ``curvature_source`` "hessian" (default: an empirical Fisher is PSD, so
     the gate's λ_min < −τ could never fire, gap #2) or "fisher"; ``gate_mode`` "paper" (ρ = 0 freezes the attacked
     encoder as §3.8 says, ρ = −κ applies g̃ = (I + ρM)g of A.3) or "a3" (A.3 in both branches, so ρ = 0 leaves g
     unchanged); ``gate_mask_prob`` q of M = diag(Bern(q)) (not given, gap #4; 0.1: the negative feedback touches a
-    tenth of the coordinates, keeping E‖ρM‖ small as A.3's variance bound asks). τ = 0.01/lr (Eq. 13) uses the
-    current encoder lr: the inherited lr = 1e-3 starts it at τ = 10.
+    tenth of the coordinates, keeping E‖ρM‖ small as A.3's variance bound asks). With ``gate_threshold="paper"``
+    τ = 0.01/lr uses the current encoder lr (lr = 1e-3 gives τ = 10).
     Meta-learning (BHGD) — ``meta_every`` epochs between updates ("periodically"; once per epoch); ``meta_lr``:
     sign-gradient step on ξ (not given; 0.02 crosses ξ's widest range, 0.1–1, in 45 updates, about one training
     budget at one update per epoch, so no single noisy hyper-gradient moves ξ far); ``inner_lr`` α = 5e-3 (App. B);
@@ -71,12 +79,14 @@ class ModalImmuneConfig(MethodConfig):
     runs when ξ reaches a trained loss: not with ``use_collapse`` false (see ``meta.inactive_reason``).
     Inference — ``missing_fill`` "generator" (G_m synthesises a missing modality, §3.5) or "mask_token"
     (§4.1's learnable mask token).
-    Switches for ablations — ``use_collapse`` (false also turns off the curvature gate and BHGD: the gate reads the
-    curvature of λ·L_coll, and ξ weights nothing else), ``use_generator``, ``use_property``,
+    Switches for ablations — ``use_fusion`` (false replaces the attention hub by the mean of the M modality
+    tokens: Table 5's "w/o fusion module"), ``use_collapse`` (false also turns off the curvature gate and BHGD:
+    the gate reads the curvature of λ·L_coll, and ξ weights nothing else), ``use_generator``, ``use_property``,
     ``use_back_translation``, ``curvature_gate``, ``meta_learning``.
-    Training — batch 32 (§4.13), ``optimizer`` AdamW or Adam (both honoured), cosine-annealed learning rate
-    (App. C), ``property_lr`` 1e-3 for the property vectors p_m only (§4.2), MSE task loss for regression (§3.6),
-    epochs and patience as every other method here so budgets are equal.
+    Training — the run's shared backbone and budget (encoders, sizes, loss, batch, epochs, patience, optimizer,
+    lr, schedule) like every other method; ``paper`` (``backbone="paper"``) gives the paper's: Bi-LSTM encoders,
+    batch 32 (§4.13), cosine-annealed learning rate (App. C), MSE task loss for regression (§3.6).
+    ``property_lr`` 1e-3 for the property vectors p_m only (§4.2), in both modes.
 
     Fixed choices, not fields (one reading is clearly intended, or the alternative would measure nothing new):
     σ_B = ρ_B/√d is detached (gap #8): it is the scale of the noise target, and a gradient through it would add a
@@ -86,9 +96,8 @@ class ModalImmuneConfig(MethodConfig):
     (Alg. 1 line 11 follows the step of line 10). EXP3.P's weights start uniform (Alg. 1 line 1).
     """
 
-    batch_size: int = 32
-    regression_loss: str = "mse"
-    embed: int = 64
+    paper = {"seq_encoder": "bilstm", "batch_size": 32, "regression_loss": "mse", "lr_schedule": "cosine"}
+
     property_dim: int = 128
     fusion_heads: int = 8
     fusion_layers: int = 1
@@ -108,6 +117,9 @@ class ModalImmuneConfig(MethodConfig):
     bandit_eta_mode: str = "paper"
     bandit_delta: float = 0.05
     bandit_reward_momentum: float = 0.9
+    collapse_scale: str = "normalized"
+    gate_threshold: str = "relative"
+    gate_tau_rel: float = 0.5
     curvature_iters: int = 10
     curvature_batch: int = 16
     curvature_source: str = "hessian"
@@ -122,6 +134,7 @@ class ModalImmuneConfig(MethodConfig):
     meta_batch: int = 64
     property_lr: float = 1e-3
     missing_fill: str = "generator"
+    use_fusion: bool = True
     use_collapse: bool = True
     use_generator: bool = True
     use_property: bool = True
@@ -150,6 +163,9 @@ class ModalImmuneConfig(MethodConfig):
         self.check("stable_rank_sign", self.stable_rank_sign in (1, -1), "1 or -1")
         self.check("bandit", self.bandit in ("exp3p", "uniform"), "'exp3p' or 'uniform'")
         self.check("bandit_eta_mode", self.bandit_eta_mode in ("paper", "sqrt"), "'paper' or 'sqrt'")
+        self.check("collapse_scale", self.collapse_scale in ("normalized", "paper"), "'normalized' or 'paper'")
+        self.check("gate_threshold", self.gate_threshold in ("relative", "paper"), "'relative' or 'paper'")
+        self.check("gate_tau_rel", self.gate_tau_rel >= 0, ">= 0")
         self.check("curvature_source", self.curvature_source in ("hessian", "fisher"), "'hessian' or 'fisher'")
         self.check("gate_mode", self.gate_mode in ("paper", "a3"), "'paper' or 'a3'")
         self.check("hypergrad_form", self.hypergrad_form in ("paper", "ift"), "'paper' or 'ift'")
@@ -201,7 +217,6 @@ class ModalImmune(Method):
         if len(spec.modalities) < 2:
             raise ValueError(f"modal_immune needs at least two modalities; {spec.name} has {spec.modalities}")
         self.net = ModalImmuneNet(spec, config)
-        self._diagnostics: dict[str, Any] = {}
 
     def forward(self, batch: Batch) -> Tensor:
         return self.net(batch)
@@ -220,15 +235,16 @@ class ModalImmune(Method):
         xi = MetaState.initial(self.config, batch.device).values()
         return (1 - p) * loss + p * sdl_loss(self, batch, target, xi, generator)[0]
 
-    def fit(self, data: Dataset, ctx: FitContext) -> FitResult:
-        from baselines.modal_immune.train import fit_modal_immune
+    def stages(self, data: Dataset, ctx: FitContext) -> Iterator[Stage]:
+        """Algorithm 1 as one stage of the loop; the trainer's hooks supply its steps and BHGD."""
+        from baselines.modal_immune.train import Trainer
 
-        result = fit_modal_immune(self, data, ctx)
-        self._diagnostics = result.extra
-        return result
+        self._trainer = Trainer(self, data, ctx)
+        yield self._trainer.stage()
 
     def diagnostics(self) -> dict[str, Any]:
-        return self._diagnostics
+        trainer = getattr(self, "_trainer", None)
+        return trainer.summary() if trainer is not None else {}
 
 
 def variant(name: str, doc: str, **defaults: Any) -> type[ModalImmune]:
@@ -249,9 +265,36 @@ ABLATIONS = {
     "uniform_bandit": ("m* drawn uniformly instead of by EXP3.P.", {"bandit": "uniform"}),
     "no_curvature_gate": ("No curvature-gated gradient masking.", {"curvature_gate": False}),
     "fixed_meta": ("ξ = {λ, η, κ} fixed at their initial values (no BHGD).", {"meta_learning": False}),
-    "no_property": ("No property vectors (generator from available embeddings only, no L_pe).",
-                    {"use_property": False}),
     "no_sdl": ("No SDL batches at all (reconstruction-driven training only).", {"p_sdl": 0.0}),
+    # The paper's Table 5 (module ablations on CMU-MOSI), under the paper's names:
+    "wo_property": ("Table 5 'w/o property embedding pathway': no property vectors p_m (the generator reads the "
+                    "available embeddings only, no L_pe).", {"use_property": False}),
+    "wo_reconstruction": ("Table 5 'w/o reconstruction module': no generators G_m and no L_re; missing and SDL "
+                          "slots get the learnable mask token (so no property pathway and no back-translation "
+                          "either: both live inside the generator).",
+                          {"use_generator": False, "use_back_translation": False, "missing_fill": "mask_token",
+                           "sdl_fill": "mask_token"}),
+    "wo_mirror": ("Table 5 'w/o mirror involution', read as the back-translation networks B_m and their cycle "
+                  "term in L_re (the paper never defines it; gap #6).", {"use_back_translation": False}),
+    "wo_fusion": ("Table 5 'w/o fusion module': the attention hub is replaced by the mean of the modality tokens.",
+                  {"use_fusion": False}),
+    "wo_property_reconstruction": ("Table 5 'w/o property pathway + reconstruction': no property vectors, no "
+                                   "generators, no L_re, no back-translation; mask tokens fill missing slots.",
+                                   {"use_property": False, "use_generator": False, "use_back_translation": False,
+                                    "missing_fill": "mask_token", "sdl_fill": "mask_token"}),
+    "wo_all": ("Table 5 'w/o all modules': no property pathway, reconstruction module, mirror involution or fusion "
+               "hub (mask tokens, mean of tokens); SDL, the bandit, the gate and BHGD stay.",
+               {"use_property": False, "use_generator": False, "use_back_translation": False,
+                "missing_fill": "mask_token", "sdl_fill": "mask_token", "use_fusion": False}),
 }
+# Table 5 of the paper (CMU-MOSI, mean of 3 runs; FIX = mean over Table 3's fixed patterns, MR = mean over Table 4's
+# missing rates), Acc2 / F1 / Acc7 in %, as reported; transcribed in shared/reference/modalimmune.md §4.7.
+TABLE5 = {"wo_property": ((77.7, 77.5, 34.2), (80.4, 80.2, 38.0)),
+          "wo_reconstruction": ((78.9, 78.7, 35.0), (81.6, 81.5, 40.3)),
+          "wo_mirror": ((79.2, 79.0, 35.3), (81.8, 81.7, 40.5)),
+          "wo_fusion": ((80.3, 80.2, 36.5), (82.7, 82.6, 41.6)),
+          "wo_property_reconstruction": ((76.6, 76.4, 33.4), (79.3, 79.1, 37.3)),
+          "wo_all": ((74.8, 74.6, 31.7), (77.5, 77.3, 34.2)),
+          "full": ((81.5, 81.5, 39.7), (82.6, 82.6, 41.3))}
 for _suffix, (_doc, _defaults) in ABLATIONS.items():
     METHODS.add(f"modal_immune-{_suffix}", variant(f"ModalImmune_{_suffix}", _doc, **_defaults), hidden=True)

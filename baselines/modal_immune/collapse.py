@@ -54,17 +54,25 @@ def stable_rank(cov: Tensor) -> Tensor:
 
 
 def collapse_loss(z: Tensor, eta: float | Tensor, *, generator: torch.Generator,
-                  stable_rank_sign: int = 1) -> tuple[Tensor, dict[str, Tensor]]:
+                  stable_rank_sign: int = 1, normalize: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
     """L_coll(m*) of Eq. (12) for the batch embeddings ``z [n, d]``; returns (loss, detached diagnostics).
 
     ``eta`` may be a tensor that requires grad (it is a meta-parameter the hyper-gradient differentiates).
     The noise is drawn from ``generator`` (on its own device) and moved to ``z``'s device.
+
+    ``normalize`` (ModalImmune's default, ``collapse_scale="normalized"``): the pull term is divided by the
+    batch's detached mean squared norm ``(1/n) Σ ‖z_i‖²``, so L_coll is dimensionless: scaling the embeddings by
+    c leaves its value and its balance against λ·η·stable_rank (already scale-free) unchanged, and its gradient
+    scales as 1/c instead of c. Without it (Eq. 12 as printed) the term grows with the square of the
+    embedding scale: on raw-scale features it reached 500–3700 and swamped the task loss.
     """
     n, d = z.shape
     rho = torch.linalg.matrix_norm(z.detach().float(), ord=2)
     sigma = rho / math.sqrt(d)
     eps = torch.randn((n, d), generator=generator, device=generator.device).to(z.device, z.dtype) * sigma
     pull = ((z - eps) ** 2).sum(1).mean()
+    if normalize:
+        pull = pull / (z.detach() ** 2).sum(1).mean().clamp_min(1e-12)
     sr = stable_rank(batch_covariance(z))
     loss = pull + stable_rank_sign * eta * sr
     return loss, {"stable_rank": sr.detach(), "sigma": sigma, "pull": pull.detach()}

@@ -12,7 +12,14 @@ The Hessian is the default source because an empirical Fisher / Gauss–Newton m
 λ_min < −τ could never fire (gap #2); ``source="fisher"`` uses the batch gradient's outer product g gᵀ
 (λ_min = 0 whenever dim > 1), kept to show exactly that.
 
-Gate (Eq. 13–14): τ = 0.01 / lr; ρ = 0 if λ_min < −τ, else ρ = −κ. Applying it (mode ``"paper"``): ρ = 0
+Gate (Eq. 13–14): ρ = 0 if λ_min < −τ, else ρ = −κ. The threshold is a choice (``gate_threshold``):
+``"paper"`` is Eq. (13), τ = 0.01 / lr. With lr = 1e-3, τ = 10, which the measured λ_min never crossed
+(−5.3 … −0.4 on synth-mosi), so the gate always took the same branch and its cost bought a fixed random damping;
+it also depends on the loss scale (multiply the loss by c and λ_min moves by c, τ does not). ``"relative"``
+(the default) is scale-free: freeze when λ_min < −τ_rel · |λ_max|, i.e. when the negative curvature along the
+attacked encoder is at least a fraction ``gate_tau_rel`` of its largest positive curvature (a saddle-dominated
+direction, where the counter-gradient would ascend). Both λs come from the same Lanczos run, so the ratio costs
+nothing extra; docs/modal_immune.md reports how often each branch fires. Applying it (mode ``"paper"``): ρ = 0
 freezes the attacked encoder (its gradient is zeroed, §3.8); ρ = −κ gives g̃ = (I + ρM) g with M = diag(b),
 b_j ~ Bernoulli(q) (A.3, Eq. 28; M's distribution is not given, gap #4). Freezing sets ``.grad`` to None so that
 the optimizer skips the encoder for that step. Mode ``"a3"`` applies Eq. (28) in
@@ -121,7 +128,7 @@ def min_eigenvalue(loss: Tensor, params: Sequence[Tensor], *, iters: int = 10,
 
 def collapse_curvature(encoder: nn.Module, x: Tensor, lengths: Tensor, lam: Tensor | float, eta: Tensor | float,
                        *, iters: int, generator: torch.Generator, source: str = "hessian",
-                       stable_rank_sign: int = -1) -> tuple[float, float]:
+                       stable_rank_sign: int = -1, normalize: bool = False) -> tuple[float, float]:
     """(λ_min, λ_max) of the curvature of λ·L_coll(encoder(x)) w.r.t. the encoder's trainable parameters: the
     quantity the gate thresholds (the only part of L_SDL that depends on the attacked encoder is L_coll).
 
@@ -131,13 +138,21 @@ def collapse_curvature(encoder: nn.Module, x: Tensor, lengths: Tensor, lam: Tens
     """
     params = [p for p in encoder.parameters() if p.requires_grad]
     with double_backward_safe():
-        coll, _ = collapse_loss(encoder(x, lengths), eta, generator=generator, stable_rank_sign=stable_rank_sign)
+        coll, _ = collapse_loss(encoder(x, lengths), eta, generator=generator, stable_rank_sign=stable_rank_sign,
+                                normalize=normalize)
         return min_eigenvalue(lam * coll, params, iters=iters, generator=generator, source=source)
 
 
-def gate(lambda_min: float, encoder_lr: float, kappa: float) -> float:
-    """ρ of Eq. (14) with τ = 0.01 / lr (Eq. 13)."""
-    tau = 0.01 / encoder_lr
+def gate(lambda_min: float, lambda_max: float, kappa: float, *, threshold: str = "relative", lr: float = 1e-3,
+         tau_rel: float = 0.5) -> float:
+    """ρ of Eq. (14): 0 (freeze) when λ_min < −τ, else −κ. ``threshold="paper"``: τ = 0.01 / lr (Eq. 13);
+    ``"relative"``: τ = ``tau_rel`` · |λ_max| (scale-free; see the module docstring)."""
+    if threshold == "paper":
+        tau = 0.01 / lr
+    elif threshold == "relative":
+        tau = tau_rel * abs(lambda_max)
+    else:
+        raise ValueError(f"gate threshold must be 'relative' or 'paper', got {threshold!r}")
     return 0.0 if lambda_min < -tau else -float(kappa)
 
 

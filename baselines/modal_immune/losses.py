@@ -75,7 +75,8 @@ def collapse_term(model: ModalImmune, z: Tensor, target: int, xi: dict[str, Tens
     c = model.config
     if not c.use_collapse:
         return z.sum() * 0.0
-    coll, _ = collapse_loss(z[:, target], xi["eta"], generator=generator, stable_rank_sign=c.stable_rank_sign)
+    coll, _ = collapse_loss(z[:, target], xi["eta"], generator=generator, stable_rank_sign=c.stable_rank_sign,
+                            normalize=c.collapse_scale == "normalized")
     return xi["lambda"] * coll
 
 

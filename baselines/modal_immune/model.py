@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from baselines.encoders import make_encoder, mlp_head
+from baselines.encoders import encoder_for, mlp_head
 from harness.data import Batch, DatasetSpec
 
 
@@ -33,9 +33,8 @@ class ModalImmuneNet(nn.Module):
         super().__init__()
         self.spec, self.c = spec, c
         d, mods = c.embed, spec.modalities
-        self.encoders = nn.ModuleDict({
-            m: make_encoder(dim, t, c.hidden, d, c.dropout, bidirectional=True)
-            for m, dim, t in zip(mods, spec.dims, spec.seq_lens, strict=True)
+        self.encoders = nn.ModuleDict({  # the run's backbone (paper mode: Bi-LSTMs), embedding size d
+            m: encoder_for(dim, t, c, out=d) for m, dim, t in zip(mods, spec.dims, spec.seq_lens, strict=True)
         })
         # Only what the configuration uses is built, so every parameter is trained (the method contract).
         sdl_mask = c.p_sdl > 0 and c.sdl_fill == "mask_token"
@@ -50,8 +49,11 @@ class ModalImmuneNet(nn.Module):
             self.generators = nn.ModuleDict({m: mlp_head(gen_in, 2 * d, d, 0.0) for m in mods})
             if c.use_back_translation and c.alpha_re > 0:
                 self.back = nn.ModuleDict({m: mlp_head(d, 2 * d, d, 0.0) for m in mods})
-        layer = nn.TransformerEncoderLayer(d, c.fusion_heads, 2 * d, c.dropout, batch_first=True)
-        self.fusion = nn.TransformerEncoder(layer, c.fusion_layers, enable_nested_tensor=False)
+        if c.use_fusion:
+            layer = nn.TransformerEncoderLayer(d, c.fusion_heads, 2 * d, c.dropout, batch_first=True)
+            self.fusion: nn.Module = nn.TransformerEncoder(layer, c.fusion_layers, enable_nested_tensor=False)
+        else:  # Table 5's "w/o fusion module": the tokens are only averaged
+            self.fusion = nn.Identity()
         self.modality_pos = nn.Parameter(torch.zeros(len(mods), d))
         self.head = mlp_head(d, c.hidden, spec.num_outputs, c.dropout)
 
@@ -82,7 +84,7 @@ class ModalImmuneNet(nn.Module):
         return torch.where(available.unsqueeze(-1), z, substitute), surrogate
 
     def predict_from(self, tokens: Tensor) -> Tensor:
-        """Fusion hub over the M modality tokens, mean-pooled, then the task head."""
+        """Fusion hub over the M modality tokens (or none, ``use_fusion=False``), mean-pooled, then the head."""
         u = self.fusion(tokens + self.modality_pos).mean(1)
         out = self.head(u)
         return out.squeeze(-1) if self.spec.task == "regression" else out

@@ -1,17 +1,20 @@
-"""ModalImmune's training loop, Algorithm 1 of the paper, under mibench's rules (select on validation only).
+"""ModalImmune's training steps, Algorithm 1 of the paper, as hooks of mibench's one training loop.
 
-Per mini-batch, with probability ``p_sdl`` an SDL step (§3.6 Eq. 6–8, §3.7–3.8, §3.10), otherwise a
-reconstruction-driven step (Eq. 4–5); after every ``meta_every`` epochs a BHGD update of ξ = {λ, η, κ}
-(§3.9). Host-side decisions (SDL or not, the bandit's arm) come from a numpy generator seeded from the cell;
-device randomness from the cell's torch generator. The bandit's reward is the one host sync per SDL step.
+The loop (``harness.training``) owns epochs, the learning-rate schedule, the optimizer step, clipping, the finite
+check and selection on validation only. :class:`Trainer` holds ModalImmune's own state (EXP3.P, ξ, diagnostics)
+and supplies, per mini-batch, with probability ``p_sdl`` an SDL step (§3.6 Eq. 6–8, §3.7–3.8, §3.10: the curvature
+gate rewrites the attacked encoder's gradient right after the backward pass, the bandit observes ℓ_m* right
+after the optimizer step), otherwise a reconstruction-driven step (Eq. 4–5); and after every ``meta_every``
+epochs a BHGD update of ξ = {λ, η, κ} (§3.9). Host-side decisions (SDL or not, the bandit's arm) come from a
+numpy generator seeded from the cell; device randomness from the cell's torch generator. The bandit's reward is
+the one host sync per SDL step.
 
-Wall time per component (``diagnostics.seconds``), non-overlapping, so they add up to at most the training time:
-``rec`` reconstruction steps (forward, backward, optimizer step); ``sdl`` SDL steps less the three parts below
-(task forward, the one backward of L_SDL, including L_coll's backward, and the optimizer step); ``collapse`` the
-forward of λ·L_coll; ``curvature_gate`` the λ_min estimate and rewriting the encoder's gradient; ``bandit`` the
-arm choice, the two no-grad passes of ℓ_m* and the EXP3.P update; ``bhgd`` the ξ updates; ``eval`` the per-epoch
-stable-rank probe and validation. Times are host clocks without device synchronisation (which would stall the
-GPU), so on a GPU a component's queued kernels may be charged to the next host sync, the bandit's reward.
+Wall time per component (``diagnostics.seconds``), non-overlapping: ``rec`` reconstruction forward passes;
+``sdl`` the SDL task forward; ``collapse`` the forward of λ·L_coll; ``curvature_gate`` the λ_min estimate and
+rewriting the encoder's gradient; ``bandit`` the arm choice, the two no-grad passes of ℓ_m* and the EXP3.P
+update; ``bhgd`` the ξ updates; ``probe`` the per-epoch stable-rank probe. Backward passes, optimizer steps and
+validation are the loop's and are not in these keys. Times are host clocks without device synchronisation (which
+would stall the GPU), so on a GPU a component's queued kernels may be charged to the next host sync.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
 
 from baselines.modal_immune.bandit import Exp3P, InfoGainNormalizer
 from baselines.modal_immune.collapse import batch_covariance, stable_rank
@@ -33,16 +35,7 @@ from baselines.modal_immune.curvature import apply_gate, collapse_curvature, gat
 from baselines.modal_immune.losses import collapse_term, observe_info_gain, reconstruction_loss, sdl_task_loss
 from baselines.modal_immune.meta import MetaState, inactive_reason, meta_step
 from harness.data import Batch, Dataset
-from harness.training import (
-    FitContext,
-    FitResult,
-    Selector,
-    check_finite,
-    make_optimizer,
-    minibatches,
-    resolve_select_metric,
-    validation_score,
-)
+from harness.training import FitContext, Stage, StepOut
 
 if TYPE_CHECKING:
     from baselines.modal_immune import ModalImmune
@@ -64,16 +57,15 @@ def param_groups(model: ModalImmune) -> list[dict[str, Any]]:
 
 
 class Trainer:
-    """State of one ModalImmune training run; :meth:`run` is Algorithm 1."""
+    """ModalImmune's state during one training run and its hooks for the loop (:meth:`stage`)."""
 
     def __init__(self, model: ModalImmune, data: Dataset, ctx: FitContext) -> None:
         c = self.c = model.config
         self.model, self.data, self.ctx = model, data, ctx
         self.rng = np.random.default_rng(ctx.seed)
-        self.opt = make_optimizer(param_groups(model), c)  # Adam or AdamW as ``optimizer`` says
-        self.steps_per_epoch = math.ceil(len(data.train) / c.batch_size)
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, c.epochs * self.steps_per_epoch)
-        horizon = max(1, round(c.p_sdl * c.epochs * self.steps_per_epoch))
+        self.groups = param_groups(model)
+        steps_per_epoch = math.ceil(len(data.train) / c.batch_size)
+        horizon = max(1, round(c.p_sdl * c.epochs * steps_per_epoch))
         self.bandit = Exp3P(len(model.spec.modalities), horizon=horizon, gamma=c.bandit_gamma,
                             eta_mode=c.bandit_eta_mode, delta=c.bandit_delta)
         self.normalizer = InfoGainNormalizer(c.bandit_reward_momentum)
@@ -85,6 +77,14 @@ class Trainer:
         probe = torch.arange(min(256, len(data.train)), device=data.train.device)
         self.probe = data.train.index(probe)
 
+    def stage(self) -> Stage:
+        """The one stage of Algorithm 1, selected by the run's policy (``ctx.scorer``)."""
+        return Stage("train", self.model, self.step, self.c.budget(), self.ctx.scorer(self.data),
+                     param_groups=self.groups, end_epoch=self.end_epoch, on_optimizer=self.watch_lr)
+
+    def watch_lr(self, opt: torch.optim.Optimizer) -> None:
+        self.opt = opt
+
     @contextlib.contextmanager
     def timed(self, key: str) -> Iterator[None]:
         """Adds the wall time of the block to ``seconds[key]``; blocks never nest, so the keys do not overlap."""
@@ -94,18 +94,13 @@ class Trainer:
         finally:
             self.seconds[key] += time.perf_counter() - t0
 
-    def step(self, loss: Tensor) -> None:
-        if self.c.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.c.grad_clip)
-        self.opt.step()
-        self.sched.step()
-
-    def rec_step(self, batch: Batch) -> Tensor:
-        loss, _ = reconstruction_loss(self.model, batch, self.ctx.generator)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.step(loss)
-        return loss.detach()
+    def step(self, batch: Batch, generator: torch.Generator) -> StepOut:
+        """Algorithm 1 lines 4–15 for one mini-batch: an SDL step with probability ``p_sdl``, else a
+        reconstruction-driven one."""
+        if self.rng.random() < self.c.p_sdl:
+            return self.sdl_step(batch, generator)
+        with self.timed("rec"):
+            return StepOut(reconstruction_loss(self.model, batch, generator)[0])
 
     def choose_arm(self) -> int:
         if self.c.bandit == "uniform":
@@ -119,17 +114,22 @@ class Trainer:
         m = self.model.spec.modalities[target]
         sub = batch.index(torch.arange(min(c.curvature_batch, len(batch)), device=batch.device))
         keep = sub.present[:, target].view(-1, 1, 1).to(sub.x[m].dtype)
-        lam_min, _ = collapse_curvature(net.encoders[m], sub.x[m] * keep, sub.lengths[m], self.xi.lam, self.xi.eta,
-                                        iters=c.curvature_iters, generator=self.ctx.generator,
-                                        source=c.curvature_source, stable_rank_sign=c.stable_rank_sign)
+        lam_min, lam_max = collapse_curvature(net.encoders[m], sub.x[m] * keep, sub.lengths[m], self.xi.lam,
+                                              self.xi.eta, iters=c.curvature_iters, generator=self.ctx.generator,
+                                              source=c.curvature_source, stable_rank_sign=c.stable_rank_sign,
+                                              normalize=c.collapse_scale == "normalized")
         self.diag["lambda_min"].append(lam_min)
-        return gate(lam_min, self.opt.param_groups[0]["lr"], float(self.xi.kappa))
+        self.diag["lambda_max"].append(lam_max)
+        lr = self.opt.param_groups[0]["lr"] if hasattr(self, "opt") else c.lr
+        return gate(lam_min, lam_max, float(self.xi.kappa), threshold=c.gate_threshold, lr=lr,
+                    tau_rel=c.gate_tau_rel)
 
-    def sdl_step(self, batch: Batch) -> Tensor:
-        c, ctx = self.c, self.ctx
+    def sdl_step(self, batch: Batch, generator: torch.Generator) -> StepOut:
+        c = self.c
         with self.timed("bandit"):
             target = self.choose_arm()
         gated = c.curvature_gate and c.use_collapse  # the gate reads λ·L_coll's curvature: none without it
+        rho = 0.0
         if gated:
             with self.timed("curvature_gate"):
                 rho = self.curvature_gate(batch, target)
@@ -137,24 +137,32 @@ class Trainer:
             loss, z = sdl_task_loss(self.model, batch, target)
         if c.use_collapse:
             with self.timed("collapse"):
-                loss = loss + collapse_term(self.model, z, target, self.xi.values(), ctx.generator)
-        with self.timed("sdl"):
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-        if gated:
+                loss = loss + collapse_term(self.model, z, target, self.xi.values(), generator)
+
+        def gate_gradient() -> None:  # Alg. 1 line 10: the gate acts on the attacked encoder's gradient
             with self.timed("curvature_gate"):
                 encoder = list(self.model.net.encoders[self.model.spec.modalities[target]].parameters())
                 branch = apply_gate(encoder, rho, float(self.xi.kappa), mode=c.gate_mode,
-                                    mask_prob=c.gate_mask_prob, generator=ctx.generator)
+                                    mask_prob=c.gate_mask_prob, generator=generator)
                 self.gates[branch] += 1
-        with self.timed("sdl"):
-            self.step(loss)
-        with self.timed("bandit"):
-            reward = self.normalizer(float(observe_info_gain(self.model, batch, target)))
-            if c.bandit == "exp3p":
-                self.bandit.update(target, reward)
-            self.diag["arms"].append(target)
-        return loss.detach()
+
+        def observe() -> None:  # Alg. 1 line 11: ℓ_m* with the updated model, then the EXP3.P update
+            with self.timed("bandit"):
+                reward = self.normalizer(float(observe_info_gain(self.model, batch, target)))
+                if c.bandit == "exp3p":
+                    self.bandit.update(target, reward)
+                self.diag["arms"].append(target)
+
+        return StepOut(loss, after_backward=gate_gradient if gated else None, after_step=observe)
+
+    def end_epoch(self, epoch: int) -> None:
+        """Alg. 1 line 16 (BHGD every ``meta_every`` epochs), then the stable-rank probe of the diagnostics."""
+        if self.meta_inactive is None and (epoch + 1) % self.c.meta_every == 0:
+            with self.timed("bhgd"):
+                self.diag["meta"].append(meta_step(self.model, self.data, self.xi, self.ctx, self.rng, self.bandit,
+                                                    lr_of=lambda _: self.opt.param_groups[0]["lr"]))
+        with self.timed("probe"):
+            self.record_epoch()
 
     @torch.no_grad()
     def record_epoch(self) -> None:
@@ -164,35 +172,6 @@ class Trainer:
         self.model.train(was)
         self.diag["stable_rank"].append([float(stable_rank(batch_covariance(z[:, j]))) for j in range(z.shape[1])])
         self.diag["xi"].append(self.xi.as_dict())
-
-    def run(self) -> FitResult:
-        c, data, ctx = self.c, self.data, self.ctx
-        metric = resolve_select_metric(c, data.spec.task)
-        sel, history, start = Selector(metric, c.patience), [], time.perf_counter()
-        for epoch in range(c.epochs):
-            self.model.train()
-            total = torch.zeros((), device=ctx.device)
-            for idx in minibatches(len(data.train), c.batch_size, ctx.generator, ctx.device):
-                if self.rng.random() < c.p_sdl:
-                    total += self.sdl_step(data.train.index(idx))  # times its own parts
-                else:
-                    with self.timed("rec"):
-                        total += self.rec_step(data.train.index(idx))
-            train_loss = check_finite(total, epoch) / self.steps_per_epoch
-            if self.meta_inactive is None and (epoch + 1) % c.meta_every == 0:
-                with self.timed("bhgd"):
-                    self.diag["meta"].append(meta_step(self.model, data, self.xi, self.ctx, self.rng, self.bandit))
-            with self.timed("eval"):
-                self.record_epoch()
-                value = validation_score(self.model, data.valid, metric)
-            history.append({"epoch": epoch, "train_loss": train_loss, f"valid_{metric}": value})
-            ctx.on_epoch(epoch + 1, c.epochs)
-            if sel.update(self.model, epoch, value):
-                break
-        sel.restore(self.model)
-        extra = self.summary()
-        return FitResult(metric, sel.best_epoch, sel.best_value, len(history), history,
-                         time.perf_counter() - start, extra)
 
     def summary(self) -> dict[str, Any]:
         arms = np.bincount(np.asarray(self.diag["arms"], dtype=int), minlength=len(self.model.spec.modalities))
@@ -204,11 +183,9 @@ class Trainer:
             "xi_per_epoch": self.diag["xi"],
             "meta_updates": self.diag["meta"],
             "bhgd_inactive_reason": self.meta_inactive,
+            "gate_counts": dict(self.gates),
             "gate_fractions": {k: v / n_gates for k, v in self.gates.items()} if n_gates else {},
             "curvature_lambda_min": self.diag["lambda_min"],
+            "curvature_lambda_max": self.diag["lambda_max"],
             "seconds": dict(self.seconds),
         }
-
-
-def fit_modal_immune(model: ModalImmune, data: Dataset, ctx: FitContext) -> FitResult:
-    return Trainer(model, data, ctx).run()
