@@ -4,6 +4,7 @@
 |---|---|---|---|
 | frame_missing v1 | ``iid/r=0.3``, ``block/r=0.3`` | r | TFR-Net, LNLN (RMFM_same); CIDer STMFM |
 | noise v1 | ``gaussian/snr=10dB/modality=audio``, ``impulse/p=0.05/modality=all`` | amplitude ratio; p | MultiBench |
+| noise_multibench v1 | ``level=0.3/modality=audio``, ``level=0.3/modality=all`` | level | MultiBench |
 | temporal v1 | ``shuffle/f=0.5/modality=all``, ``shift/k=2/modality=audio`` | f; k | MultiBench-style |
 
 ``frame_missing`` (TFR-Net, Yuan et al., ACM MM 2021; LNLN, Zhang et al., NeurIPS 2024; anchors P3/P3b): every
@@ -17,6 +18,16 @@ noise): additive Gaussian noise at SNRs in dB relative to the training-set power
 (``corruptions.noise``), and salt-and-pepper impulse noise, on all modalities at once (``modality=all``) and
 on one modality at a time. Severity of a Gaussian condition is the noise-to-signal amplitude ratio
 ``10^(-snr/20)`` (0 = clean, 1 = 0 dB), so curves run the same way as every other protocol's.
+
+``noise_multibench`` (MultiBench, Liang et al., NeurIPS 2021 D&B, ``datasets/affect/get_data.py``,
+``robust_test=True``): MultiBench's own recipe (``corruptions.noise.multibench_noise``): at level ``i/10`` for
+i = 0..9, Gaussian noise of standard deviation ``level`` per time step and time steps dropped with probability
+``level``, on each modality alone (MultiBench's ``robust_audio``/``robust_vision``) and on all at once. Text:
+MultiBench perturbs the raw words (swaps, typos, omissions with probability ``level``) and re-embeds them
+with GloVe; precomputed features have no words, so here the text features get the same time-series noise as
+audio and vision (MultiBench's multimodal ``robust_timeseries`` did the same to text features). Its curves are
+comparable with MultiBench's audio/vision robustness curves and its relative robustness (area under the
+curve with Δx = 0.1, ``mibench report``), not with its text-noise numbers.
 
 ``temporal`` (misalignment/order robustness; MulT-style unaligned evaluation): ``shuffle`` permutes a fraction
 f of each sequence's valid steps (all modalities, then each alone); ``shift`` delays one modality by k steps
@@ -33,7 +44,16 @@ from dataclasses import dataclass
 
 from corruptions.base import Condition, Protocol, sequence_problem
 from corruptions.missing import RATE, frame_block_mask, frame_mask
-from corruptions.noise import IMPULSE_RATE, POWER, SNR_DB, gaussian_noise, impulse_noise, noise_amplitude
+from corruptions.noise import (
+    IMPULSE_RATE,
+    LEVEL,
+    POWER,
+    SNR_DB,
+    gaussian_noise,
+    impulse_noise,
+    multibench_noise,
+    noise_amplitude,
+)
 from corruptions.spec import FeatureStats, Range, check_grid, fmt
 from corruptions.temporal import FRACTION, temporal_shift, temporal_shuffle
 from harness.data import DatasetSpec
@@ -138,6 +158,32 @@ class Noise(Protocol):
 
 
 @dataclass(frozen=True)
+class NoiseMultiBench(Protocol):
+    """MultiBench's noise recipe: Gaussian noise (std = level) per time step and time steps dropped with
+    probability level, levels 0–0.9, on each modality alone and on all at once."""
+
+    name = "noise_multibench"
+    version = 1
+    family = "noise"
+    paper = "MultiBench (Liang et al., NeurIPS 2021 D&B), robust_audio/robust_vision/robust_timeseries"
+
+    levels: tuple[float, ...] = LNLN_RATES  # i/10, i = 0..9
+    targets: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        check_grid("noise_multibench.levels", self.levels, LEVEL)
+
+    def conditions(self, spec: DatasetSpec, stats: FeatureStats | None = None) -> list[Condition]:
+        out = []
+        for target in targets(self.name, spec, self.targets, with_all=True):
+            for level in self.levels:
+                apply = multibench_noise.bind(spec, level=level, modalities=on(target))
+                out.append(Condition(f"level={fmt(level)}/modality={target}", apply, severity=float(level),
+                                     curve=f"{self.name}/{target}", corruptions=(multibench_noise.name,)))
+        return out
+
+
+@dataclass(frozen=True)
 class Temporal(Protocol):
     """Temporal shuffle (all modalities, then each) and misalignment (one modality shifted by k steps)."""
 
@@ -179,4 +225,5 @@ class Temporal(Protocol):
 
 PROTOCOLS.add(FrameMissing.name, FrameMissing())
 PROTOCOLS.add(Noise.name, Noise())
+PROTOCOLS.add(NoiseMultiBench.name, NoiseMultiBench())
 PROTOCOLS.add(Temporal.name, Temporal())

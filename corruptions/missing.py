@@ -4,6 +4,7 @@
 |---|---|---|---|---|
 | ``remove_modalities`` | missing | ``modalities``: not all | ``()`` | removes them where another remains |
 | ``random_modality_missing`` | missing | ``rate`` in [0, 1) | ``rate=0`` | drops each modality w.p. r, >= 1 kept |
+| ``exact_modality_missing`` | missing | ``rate`` in [0, 1) | ``rate=0`` | drops exactly a fraction r, >= 1 kept |
 | ``frame_mask`` | feature | ``rate`` in [0, 1); T > 1 | ``rate=0`` | zeroes each valid step w.p. ``rate`` |
 | ``frame_block_mask`` | feature | ``rate`` in [0, 1); T > 1 | ``rate=0`` | zeroes a block of round(r * length) steps |
 
@@ -27,6 +28,18 @@ Rejection rule of ``random_modality_missing`` (GCNet/CPM-Net keep at least one v
 until it keeps one of its present modalities. ``rate`` is therefore the drop probability *before*
 conditioning; with M modalities the realised missing fraction is ``rate (1 - rate^(M-1)) / (1 - rate^M)``
 (0.54 for rate 0.7 and M = 3).
+
+``exact_modality_missing`` (GCNet/CPM-Net's ``random_mask``/``get_sn`` semantics, drawn exactly instead of by
+rejection): over the batch it is applied to (the whole test split, as the evaluator applies it), a fraction
+``rate`` of the targeted (sample, modality) slots that are present is removed, rounded to whole slots, with at
+least one modality kept per sample. Each sample first keeps one guaranteed slot, drawn uniformly among its
+present targeted modalities (unless an untargeted present modality already keeps it non-empty); then
+``round((1 - rate) * P) - guaranteed`` further slots are kept, drawn uniformly without replacement from the
+remaining ``P - guaranteed`` present targeted slots (P = present targeted slots). The realised missing fraction
+is therefore ``rate`` up to ``1 / (2P)``, as long as ``rate <= (M - 1) / M``; above that no split can lose more
+while keeping one modality per sample, so every sample keeps exactly one (CPM-Net's one-hot branch, taken when
+``1 - rate <= 1 / M``) and the realised fraction is ``(M - 1) / M`` (0.667 for rate 0.7 and M = 3, where GCNet
+stops: its code asserts rate <= 0.7).
 """
 
 from __future__ import annotations
@@ -95,6 +108,36 @@ def random_modality_missing(batch: Batch, generator: torch.Generator, *, rate: f
     """Drop each modality of each sample independently with probability ``rate``, keeping at least one."""
     targets = torch.tensor([m in modalities for m in batch.modalities], dtype=torch.bool)
     return batch.drop(draw_modality_keep(generator, batch.present, rate, targets))
+
+
+def draw_exact_keep(generator: torch.Generator, present: Tensor, rate: float, targets: Tensor) -> Tensor:
+    """bool ``[N, M]`` keep mask removing exactly ``round(rate * P)`` of the P present targeted slots, clipped so
+    every sample keeps one (rule in the module docstring). Two uniform draws per slot: the guaranteed slot is each
+    row's highest first draw, the other kept slots the highest second draws."""
+    n, m = present.shape
+    targeted = present & targets.to(present.device).view(1, m)
+    fixed = present & ~targeted  # untargeted present modalities are never removed
+    u1, u2 = uniform(generator, (n, m), present.device), uniform(generator, (n, m), present.device)
+    needs = targeted.any(1) & ~fixed.any(1)  # rows that would be empty without a guaranteed slot
+    first = torch.where(targeted, u1, torch.full_like(u1, -1.0)).argmax(1)
+    guaranteed = torch.zeros_like(present)
+    guaranteed[needs.nonzero().squeeze(1), first[needs]] = True
+    slots = int(targeted.sum())
+    extra = min(max(round((1.0 - rate) * slots) - int(guaranteed.sum()), 0), slots - int(guaranteed.sum()))
+    pool = (targeted & ~guaranteed).flatten()
+    scores = torch.where(pool, u2.flatten(), torch.full_like(u2.flatten(), -1.0))
+    chosen = torch.zeros(n * m, dtype=torch.bool, device=present.device)
+    chosen[scores.topk(extra).indices] = True
+    return fixed | guaranteed | chosen.view(n, m) | ~present
+
+
+@corruption("exact_modality_missing", family="missing", kind="missing", params={"rate": RATE},
+            example={"rate": 0.5}, zero={"rate": 0.0})
+def exact_modality_missing(batch: Batch, generator: torch.Generator, *, rate: float,
+                           modalities: tuple[str, ...]) -> Batch:
+    """Remove exactly a fraction ``rate`` of the present (sample, modality) slots, keeping one per sample."""
+    targets = torch.tensor([m in modalities for m in batch.modalities], dtype=torch.bool)
+    return batch.drop(draw_exact_keep(generator, batch.present, rate, targets))
 
 
 def draw_frame_mask(generator: torch.Generator, lengths: Tensor, seq_len: int, rate: float) -> Tensor:

@@ -4,6 +4,7 @@
 |---|---|---|---|
 | ``gaussian_noise`` | ``snr_db`` in [-40, inf]; ``power`` feature/modality | ``inf`` | adds N(0, P 10^(-snr/10)) |
 | ``impulse_noise`` | ``rate`` in [0, 1) | ``rate=0`` | entries set to the training max/min |
+| ``multibench_noise`` | ``level`` in [0, 1) | ``level=0`` | N(0, level²) per step, then steps dropped w.p. level |
 
 Both take ``modalities`` (default: all) and ``stats`` (:class:`~corruptions.spec.FeatureStats` of the
 *training* split) and touch only valid steps of present modalities.
@@ -22,6 +23,16 @@ feature dimension with probability ``rate / 2`` and the training minimum with pr
 one U[0, 1) draw per entry: ``u < rate/2`` -> max, ``rate/2 <= u < rate`` -> min. ``rate`` is in [0, 1) like
 every rate: at 1 every entry is replaced, the modality keeps no signal while ``present`` says it is there,
 which is removal in disguise (``remove_modalities`` is the honest way to test that).
+
+``multibench_noise`` (MultiBench's ``add_timeseries_noise(..., rand_drop=False)`` for affect data,
+``robustness/timeseries_robust.py``): at every valid time step of a present modality one draw of N(0, level²)
+is added to all of the step's features (MultiBench's ``white_noise`` adds one scalar per time step), then each
+valid step is zeroed with probability ``level`` (``structured_drop``), both with the noise level as the only
+parameter. ``level`` is in absolute feature units, as in MultiBench; mibench standardises features with the
+training statistics by default, so there a level is a fraction of each feature's training standard deviation.
+(MultiBench's affect dataloader passes ``[array]``, which makes both operations act per *sample* rather than
+per step; this follows the functions' documented per-step meaning.) Utterance-level features (T = 1) have one
+step, so the drop then zeroes the whole vector.
 """
 
 from __future__ import annotations
@@ -73,4 +84,23 @@ def impulse_noise(batch: Batch, generator: torch.Generator, *, rate: float, moda
         salt, pepper = (u < rate / 2) & ok, (u >= rate / 2) & (u < rate) & ok
         hi, lo = stats.hi[m].to(x.device).expand_as(x), stats.lo[m].to(x.device).expand_as(x)
         new[m] = torch.where(salt, hi, torch.where(pepper, lo, x))
+    return batch.replace_features(new)
+
+
+LEVEL = Range(0.0, 1.0, hi_open=True)
+
+
+@corruption("multibench_noise", family="noise", kind="feature", params={"level": LEVEL}, example={"level": 0.3},
+            zero={"level": 0.0})
+def multibench_noise(batch: Batch, generator: torch.Generator, *, level: float,
+                     modalities: tuple[str, ...]) -> Batch:
+    """MultiBench's time-series noise: N(0, level²) per time step on all features, then steps dropped w.p. level."""
+    new = {}
+    for m in modalities:
+        x = batch.x[m]
+        n, t, _ = x.shape
+        ok = touchable(batch, m)  # [N, T, 1]
+        noise = normal(generator, (n, t, 1), x.device) * level
+        keep = (uniform(generator, (n, t, 1), x.device) >= level).to(x.dtype)
+        new[m] = torch.where(ok.bool(), (x + noise) * keep, x)
     return batch.replace_features(new)

@@ -3,7 +3,8 @@
 | protocol | conditions (names) | severity | reference |
 |---|---|---|---|
 | fixed_pattern v2 | ``full`` + each non-empty proper subset kept (``text+audio``, ``vision``) | None | MMIN Table 3 |
-| random_missing v1 | ``r=0.3/seed=1``: rates x mask seeds | r | GCNet, IMDer, ModalImmune Table 4 |
+| random_missing v1 | ``r=0.3/seed=1``: rates x mask seeds | r | IMDer-style independent drops |
+| missing_rate v1 | ``r=0.3/seed=1``: rates x mask seeds | r (realised exactly) | GCNet/CPM-Net, ModalImmune Table 4 |
 
 ``fixed_pattern`` (MMIN, Zhao et al., ACL 2021, Table 3; ModalImmune Table 3): every non-empty subset of
 modalities is available for all test samples and the rest removed (2^M - 1 conditions). Reports show the
@@ -21,8 +22,15 @@ with no modality at all; on data where every sample has every modality, v1 and v
 ``random_missing`` (GCNet/CPM-Net, Lian et al., TPAMI 2023; IMDer, Wang et al., NeurIPS 2023; ModalImmune
 Table 4 and gap #10): each modality of each test sample is removed independently with probability r, at
 least one modality kept per sample (a row that would keep none of *its* modalities is redrawn, so every
-sample is scored, natural missingness included). Default r in {0.1, ..., 0.7}
-(GCNet asserts r <= 0.7 for 3 modalities) and 3 mask seeds; the mean over rates is the paper's "Avg." row.
+sample is scored, natural missingness included). Default r in {0.1, ..., 0.7} and 3 mask seeds. Because of the
+conditioning, r is the drop probability before it, not the missing fraction: at r = 0.7 and M = 3 only 0.54 of
+the slots are missing and about a third of the samples keep two or more modalities. It is therefore *not*
+comparable with GCNet/CPM-Net tables; it stays (unchanged name and version) for runs that used it.
+
+``missing_rate`` (GCNet, Lian et al., TPAMI 2023, and CPM-Net, Zhang et al., CVPR 2019/TPAMI 2020: the
+``random_mask``/``get_sn`` masks; ModalImmune Table 4): the realised missing fraction over the test split is r
+(``exact_modality_missing``), at least one modality kept per sample, exactly one once r >= (M - 1)/M. Rates
+0.1–0.7 (GCNet asserts r <= 0.7 for 3 views), 3 mask draws; the mean over rates is the papers' "Avg." row.
 
 Versioning rule (``corruptions.base``): changing a protocol's semantics (its conditions, their names, how masks
 are drawn, what a severity means, its default grid, or a corruption it uses) requires bumping its ``version``.
@@ -36,7 +44,7 @@ from itertools import combinations
 from torch import Tensor
 
 from corruptions.base import Condition, Protocol, Rows
-from corruptions.missing import RATE, keeps_any, random_modality_missing, remove_modalities
+from corruptions.missing import RATE, exact_modality_missing, keeps_any, random_modality_missing, remove_modalities
 from corruptions.spec import FeatureStats, Range, check_grid, fmt
 from harness.data import Batch, DatasetSpec
 from harness.registry import PROTOCOLS
@@ -139,5 +147,31 @@ class RandomMissing(Protocol):
         return out
 
 
+@dataclass(frozen=True)
+class MissingRate(RandomMissing):
+    """A fraction r of the test split's modality slots removed exactly (>= 1 kept per sample), over rates and
+    mask draws: GCNet/CPM-Net's missing rate."""
+
+    name = "missing_rate"
+    version = 1
+    family = "removal"
+    paper = ("GCNet (Lian et al., TPAMI 2023) and CPM-Net (Zhang et al., TPAMI 2020) missing rate; ModalImmune "
+             "(Fu et al., 2026), Table 4")
+
+    def __post_init__(self) -> None:
+        check_grid("missing_rate.rates", self.rates, RATE)
+        check_grid("missing_rate.seeds", self.seeds, SEED)
+
+    def conditions(self, spec: DatasetSpec, stats: FeatureStats | None = None) -> list[Condition]:
+        out = []
+        for r in self.rates:
+            apply = exact_modality_missing.bind(spec, rate=r, modalities=self.modalities)
+            for s in self.seeds:
+                out.append(Condition(f"r={fmt(r)}/seed={s}", apply, severity=float(r), curve=self.name,
+                                     corruptions=(exact_modality_missing.name,)))
+        return out
+
+
 PROTOCOLS.add(FixedPattern.name, FixedPattern())
 PROTOCOLS.add(RandomMissing.name, RandomMissing())
+PROTOCOLS.add(MissingRate.name, MissingRate())

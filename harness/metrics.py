@@ -140,10 +140,19 @@ def wa(scores: np.ndarray, t: np.ndarray) -> float:
 
 @_metric("ua", "classification", True)
 def ua(scores: np.ndarray, t: np.ndarray) -> float:
-    """Unweighted accuracy: mean per-class recall over classes present in the labels (UAR)."""
+    """Unweighted accuracy: mean per-class recall over the dataset's class list (UAR).
+
+    The class list is the width C of ``scores [N, C]`` (the dataset's classes), not the classes that happen to
+    occur in ``t``: when a class has no sample in ``t`` its recall is undefined, and so is UA over the class
+    list, which is NaN rather than a mean over fewer classes that looks like the same number (``run.json``
+    records each split's class counts, so a report can say which class is absent). With class indices
+    instead of scores, the classes are those in ``t`` (nothing else is known).
+    """
     pred = _classes(scores)
-    recalls = [np.mean(pred[t == c] == c) for c in np.unique(t)]
-    return float(np.mean(recalls)) if recalls else float("nan")
+    classes = np.arange(scores.shape[1]) if scores.ndim == 2 else np.unique(t)
+    if t.size == 0 or any(not np.any(t == c) for c in classes):
+        return float("nan")
+    return float(np.mean([np.mean(pred[t == c] == c) for c in classes]))
 
 
 @_metric("f1_macro", "classification", True)

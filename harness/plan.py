@@ -188,8 +188,22 @@ def load_datasets(plan: Plan) -> dict[str, Dataset]:
         for protocol, reason in skipped.items():
             log.warning("skipping protocol %s on %s: %s", protocol, name, reason)
         expand(protocols, data.spec, FeatureStats.from_batch(data.train))
+        warn_absent_classes(name, data)
         loaded[name] = data
     return loaded
+
+
+def warn_absent_classes(name: str, data: Dataset) -> None:
+    """UA over the class list is undefined on a split that lacks a class: say so when the data are loaded."""
+    if data.spec.task != "classification":
+        return
+    for split in ("valid", "test"):
+        y = data.split(split).y
+        absent = [c for k, c in enumerate(data.spec.classes) if not bool((y == k).any())]
+        if absent:
+            log.warning("%s: the %s split has no sample of class(es) %s, so UA over the %d classes is undefined "
+                        "(NaN) there; WA and F1 are still computed", name, split, ", ".join(absent),
+                        len(data.spec.classes))
 
 
 @dataclass

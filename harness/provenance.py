@@ -35,6 +35,7 @@ def run_meta(plan: Plan, datasets: dict[str, Dataset]) -> dict[str, Any]:
                       for p in plan.protocols],
         "datasets": {n: {"spec": dataclasses.asdict(d.spec), "provenance": dict(d.provenance),
                          "sizes": {s: len(d.split(s)) for s in ("train", "valid", "test")},
+                         "class_counts": class_counts(d),
                          "skipped_protocols": plan.protocols_for(d)[1]}
                      for n, d in datasets.items()},
         "versions": {"mibench": __version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -44,6 +45,14 @@ def run_meta(plan: Plan, datasets: dict[str, Dataset]) -> dict[str, Any]:
         "device_name": torch.cuda.get_device_name(plan.device) if plan.device.type == "cuda" else platform.processor(),
         "host": platform.node(),
     }
+
+
+def class_counts(data: Dataset) -> dict[str, dict[str, int]] | None:
+    """Per split, the number of samples of each class (classification only): a class with 0 test samples makes UA
+    over the class list undefined, and the report says which one."""
+    if data.spec.task != "classification":
+        return None
+    return {s: {c: int((data.split(s).y == k).sum()) for k, c in enumerate(data.spec.classes)} for s in SPLITS}
 
 
 def git_state() -> dict[str, Any]:

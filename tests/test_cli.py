@@ -113,7 +113,7 @@ def test_no_options_runs_the_embedded_default(argv: list[str], monkeypatch: pyte
     assert plan.methods == METHODS.resolve(["all"]) and len(plan.methods) >= 4
     assert list(plan.datasets) == ["synth-mosi", "synth-iemocap"]
     assert {o.preset for o in plan.datasets.values()} == {"small"} and plan.config.seeds == (0, 1, 2)
-    assert [p.name for p in plan.protocols] == ["fixed_pattern", "random_missing", "noise"]
+    assert [p.name for p in plan.protocols] == ["fixed_pattern", "missing_rate", "noise"]
     assert plan.out.parent == tmp_path / "runs"
 
 

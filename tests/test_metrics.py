@@ -91,6 +91,15 @@ def test_ua_differs_from_wa_under_imbalance() -> None:
     assert METRICS.get("ua")(scores, t) == pytest.approx(0.5)
 
 
+def test_ua_is_over_the_dataset_class_list_and_undefined_when_a_class_is_absent() -> None:
+    """A class with no test sample is not silently dropped: UA over the class list is then undefined (NaN)."""
+    t = np.array([0, 0, 1, 1, 2, 2])
+    scores = np.eye(4)[[0, 1, 1, 1, 2, 3]]  # 4 classes in the dataset, class 3 never in the labels
+    assert np.isnan(METRICS.get("ua")(scores, t))
+    assert METRICS.get("ua")(scores[:, :3], t) == pytest.approx(recall_score(t, scores[:, :3].argmax(1),
+                                                                                 average="macro"))
+
+
 def test_specs_have_direction_and_task() -> None:
     assert not METRICS.get("mae").higher_is_better
     assert METRICS.get("acc2_non0").higher_is_better

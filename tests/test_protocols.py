@@ -28,16 +28,16 @@ from harness.store import RunStore
 TEST_PROTOCOLS = PROTOCOLS.resolve(["all"])
 # Condition counts on synth-mosi (3 modalities, sequences). Changing one means changing a protocol: bump its version.
 COUNTS = {"fixed_pattern": 7, "random_missing": 21, "frame_missing": 20, "noise": 28, "temporal": 21,
-          "partial_corruption": 2, "validation": 6}
+          "partial_corruption": 2, "validation": 6, "missing_rate": 21, "noise_multibench": 40}
 # Hashes of the registered definitions: if one changes, the definition changed. Bump the version if the
 # semantics changed, then update the hash here.
 DIGESTS = {"fixed_pattern": "a59dd97cbb09", "random_missing": "e6daa0d6ad9c", "frame_missing": "387b9079fb24",
            "noise": "49a644a5d500", "temporal": "5aa24eed296e", "partial_corruption": "8263f3949cad",
-           "validation": "3682843d6287"}
+           "validation": "3682843d6287", "missing_rate": "1dd5ac2fb4d2", "noise_multibench": "f36576172e07"}
 # Versions: bump one only with a change of semantics (fixed_pattern v2: samples with none of a pattern's
 # modalities are not scored under it).
 VERSIONS = {"fixed_pattern": 2, "random_missing": 1, "frame_missing": 1, "noise": 1, "temporal": 1,
-            "partial_corruption": 1, "validation": 1}
+            "partial_corruption": 1, "validation": 1, "missing_rate": 1, "noise_multibench": 1}
 NAME = re.compile(r"^[A-Za-z0-9_.+=\-]+(/[A-Za-z0-9_.+=\-]+)*$")
 
 
@@ -176,7 +176,7 @@ def test_held_out_and_test_protocols_never_mix(tiny_mosi: Dataset, stats: Featur
 
 
 def test_default_set_and_all() -> None:
-    assert RunConfig().protocols == STANDARD_PROTOCOLS == ("fixed_pattern", "random_missing", "noise")
+    assert RunConfig().protocols == STANDARD_PROTOCOLS == ("fixed_pattern", "missing_rate", "noise")
     assert set(TEST_PROTOCOLS) == set(COUNTS) - {"validation"}
 
 
@@ -194,7 +194,7 @@ def test_implicit_protocols_are_skipped_where_they_do_not_fit(tiny_mosi: Dataset
     plan = runner.prepare(RunConfig(methods=("vanilla_fusion",), protocols=("all",), device="cpu"))
     used, skipped = plan.protocols_for(tiny_iemocap)
     assert set(skipped) == {"frame_missing", "temporal", "partial_corruption"}
-    assert {p.name for p in used} == {"fixed_pattern", "random_missing", "noise"}
+    assert {p.name for p in used} == {"fixed_pattern", "random_missing", "missing_rate", "noise", "noise_multibench"}
     assert plan.protocols_for(tiny_mosi)[1] == {}
 
 
