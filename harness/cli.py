@@ -151,7 +151,7 @@ def _finish_report(run_dir: Path, metric: str | None) -> None:
 
     try:
         results = load_results([run_dir], allow_partial=True)
-        reference = "vanilla_fusion" if "vanilla_fusion" in set(results.records["method"]) else None
+        reference = RunStore.read(run_dir).meta.get("reference")  # declared by the run (a method card or --reference)
         options = ReportOptions(formats=("md", "latex", "csv"), stats=StatsOptions(reference=reference))
         for table in headline_tables(results, metric, options):
             console.print(to_markdown(table), soft_wrap=True, highlight=False, markup=False)
@@ -243,7 +243,8 @@ def report(
     format: Annotated[str, typer.Option(help="Comma list of md, latex, csv.")] = "md",
     metric: Annotated[str | None, typer.Option(help="Comma list of metrics (default per task: acc2_non0,f1_non0,"
                                                     "acc7,mae,corr; ua,wa,f1_weighted).")] = None,
-    reference: Annotated[str, typer.Option(help="Method the others are tested against, or 'none'.")] = "vanilla_fusion",
+    reference: Annotated[str, typer.Option(
+        help="Method the others are tested against: auto (the reference the run recorded), a name, or none.")] = "auto",
     test: Annotated[str, typer.Option(help="ttest or wilcoxon (over seeds), or randomization or bootstrap (over "
                                            "test samples, from the stored predictions).")] = "ttest",
     correction: Annotated[str, typer.Option(help="holm (headline tables), bh (large grids) or none.")] = "holm",
@@ -269,6 +270,8 @@ def report(
         builtins.load()
         for module in plugin or []:
             import_plugin(module)
+        if reference == "auto":  # the first run's declared reference (run.json), if it recorded one
+            reference = RunStore.read(run_dirs[0]).meta.get("reference") or "none"
         stats = StatsOptions(reference=None if reference == "none" else reference, test=test, correction=correction)
         options = ReportOptions(metrics=split_list(metric or ""), formats=split_list(format), stats=stats,
                                 composite=composite, reported=reported, ci=ci, all_pairs=all_pairs, figures=figures)

@@ -165,8 +165,8 @@ def test_gate_and_apply_gate() -> None:
     assert gate(-5.0, 3.0, 0.5, threshold="paper", lr=1e-3) == -0.5
     # relative (default): freeze when λ_min < −τ_rel·|λ_max|; invariant to the loss scale
     assert gate(-2.0, 3.0, 0.5, tau_rel=0.5) == 0.0 and gate(-1.0, 3.0, 0.5, tau_rel=0.5) == -0.5
-    for scale in (1e-3, 1.0, 1e4):
-        assert gate(-2.0 * scale, 3.0 * scale, 0.5) == 0.0 and gate(-1.0 * scale, 3.0 * scale, 0.5) == -0.5
+    for scale in (1e-3, 1.0, 1e4):  # default τ_rel = 1: freeze when |λ_min| > λ_max
+        assert gate(-4.0 * scale, 3.0 * scale, 0.5) == 0.0 and gate(-2.0 * scale, 3.0 * scale, 0.5) == -0.5
     with pytest.raises(ValueError, match="relative' or 'paper'"):
         gate(-1.0, 1.0, 0.5, threshold="tau")
     p = torch.nn.Parameter(torch.ones(1000))

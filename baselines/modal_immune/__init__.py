@@ -58,9 +58,11 @@ class ModalImmuneConfig(MethodConfig):
     "paper" (Eq. 12 as printed, which grows with the square of the embedding scale: 500–3700 on raw MOSI
     features). Curvature gate — ``gate_threshold``: "relative" (default: freeze when
     λ_min < −``gate_tau_rel``·|λ_max|, scale-free, so both branches fire; see ``curvature``) or "paper"
-    (τ = 0.01/lr, Eq. 13, which λ_min never crossed at lr = 1e-3: an inert gate); ``gate_tau_rel`` 0.5 (not
-    given: a negative curvature at least half the largest positive one; docs/modal_immune.md has the measured
-    branch fractions); ``curvature_iters``: Hessian-vector products per query, 1–10 (§4.13 caps it at 10), both ends
+    (τ = 0.01/lr, Eq. 13, which λ_min never crossed at lr = 1e-3 on standardised features: an inert gate);
+    ``gate_tau_rel`` 1.0 (not given: freeze when the most negative curvature outweighs the most positive one, a
+    saddle-dominated direction; measured on synth-mosi, λ_min/|λ_max| had median −0.64 standardised and −1.18
+    on raw-scale features, so both branches fire; docs/modal_immune.md has the branch fractions);
+    ``curvature_iters``: Hessian-vector products per query, 1–10 (§4.13 caps it at 10), both ends
     of the spectrum (Lanczos); ``curvature_batch``: samples of the SDL batch the curvature is estimated on
     (sub-sampling as §3.13 recommends; 16); ``curvature_source`` "hessian" (default: an empirical Fisher is PSD, so
     the gate's λ_min < −τ could never fire, gap #2) or "fisher"; ``gate_mode`` "paper" (ρ = 0 freezes the attacked
@@ -119,7 +121,7 @@ class ModalImmuneConfig(MethodConfig):
     bandit_reward_momentum: float = 0.9
     collapse_scale: str = "normalized"
     gate_threshold: str = "relative"
-    gate_tau_rel: float = 0.5
+    gate_tau_rel: float = 1.0
     curvature_iters: int = 10
     curvature_batch: int = 16
     curvature_source: str = "hessian"

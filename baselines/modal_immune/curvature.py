@@ -17,7 +17,7 @@ Gate (Eq. 13–14): ρ = 0 if λ_min < −τ, else ρ = −κ. The threshold is 
 (−5.3 … −0.4 on synth-mosi), so the gate always took the same branch and its cost bought a fixed random damping;
 it also depends on the loss scale (multiply the loss by c and λ_min moves by c, τ does not). ``"relative"``
 (the default) is scale-free: freeze when λ_min < −τ_rel · |λ_max|, i.e. when the negative curvature along the
-attacked encoder is at least a fraction ``gate_tau_rel`` of its largest positive curvature (a saddle-dominated
+attacked encoder is at least ``gate_tau_rel`` (1.0) times its largest positive curvature (a saddle-dominated
 direction, where the counter-gradient would ascend). Both λs come from the same Lanczos run, so the ratio costs
 nothing extra; docs/modal_immune.md reports how often each branch fires. Applying it (mode ``"paper"``): ρ = 0
 freezes the attacked encoder (its gradient is zeroed, §3.8); ρ = −κ gives g̃ = (I + ρM) g with M = diag(b),
@@ -144,7 +144,7 @@ def collapse_curvature(encoder: nn.Module, x: Tensor, lengths: Tensor, lam: Tens
 
 
 def gate(lambda_min: float, lambda_max: float, kappa: float, *, threshold: str = "relative", lr: float = 1e-3,
-         tau_rel: float = 0.5) -> float:
+         tau_rel: float = 1.0) -> float:
     """ρ of Eq. (14): 0 (freeze) when λ_min < −τ, else −κ. ``threshold="paper"``: τ = 0.01 / lr (Eq. 13);
     ``"relative"``: τ = ``tau_rel`` · |λ_max| (scale-free; see the module docstring)."""
     if threshold == "paper":
