@@ -219,6 +219,9 @@ class Method(nn.Module, ABC):
 
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     card: ClassVar[MethodCard] = MethodCard(paper="")
+    # Seed groups of this method may train as one stacked computation (``harness.stacking``): true only for a
+    # method whose layers run under ``torch.func.vmap`` and that trains with the standard stage.
+    stackable: ClassVar[bool] = False
 
     def __init__(self, spec: DatasetSpec, config: MethodConfig) -> None:
         super().__init__()

@@ -18,13 +18,42 @@ if TYPE_CHECKING:
     from baselines.base import MethodConfig
 
 
+def lstm_scan(lstm: nn.LSTM, x: Tensor) -> Tensor:
+    """The outputs ``[N, T, H * directions]`` of a one-layer, batch-first ``nn.LSTM`` computed step by step from
+    its own parameters (gate order i, f, g, o; zero initial state), with the same padding semantics (the
+    backward direction starts at step T - 1, padding included).
+
+    Written with plain matrix products so that ``torch.func.vmap`` can batch it over stacked parameters
+    ``[K, ...]`` (``nn.LSTM``'s fused kernel has no batching rule): the stacked executor trains K seeds as one
+    computation through this path. Equal to ``lstm(x)[0]`` up to float rounding (tested).
+    """
+    outs = []
+    for suffix, reverse in (("", False), ("_reverse", True)) if lstm.bidirectional else (("", False),):
+        w_ih, w_hh = getattr(lstm, f"weight_ih_l0{suffix}"), getattr(lstm, f"weight_hh_l0{suffix}")
+        bias = getattr(lstm, f"bias_ih_l0{suffix}") + getattr(lstm, f"bias_hh_l0{suffix}")
+        inputs = (x @ w_ih.transpose(0, 1) + bias).unbind(1)  # T x [N, 4H]: the input projection at once
+        h = x.new_zeros(x.shape[0], w_hh.shape[1])
+        c = torch.zeros_like(h)
+        steps = []
+        for gx in reversed(inputs) if reverse else inputs:
+            i, f, g, o = (gx + h @ w_hh.transpose(0, 1)).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            steps.append(h)
+        outs.append(torch.stack(steps[::-1] if reverse else steps, dim=1))
+    return torch.cat(outs, dim=-1)
+
+
 class LSTMEncoder(nn.Module):
     """LSTM over time; the embedding is a projection of the hidden state at each sample's last valid step.
 
     For a unidirectional LSTM that state equals the one a packed sequence would give, without packing's cost.
     With ``bidirectional=True`` the backward direction also reads the zero padding; pooling is then a masked
-    mean over valid steps, which padding cannot shift.
+    mean over valid steps, which padding cannot shift. ``scan = True`` computes the LSTM with
+    :func:`lstm_scan` (for stacked training under ``vmap``); the parameters are the same.
     """
+
+    scan = False
 
     def __init__(self, d_in: int, hidden: int, out: int, dropout: float = 0.0, bidirectional: bool = False):
         super().__init__()
@@ -33,7 +62,7 @@ class LSTMEncoder(nn.Module):
         self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden * (2 if bidirectional else 1), out))
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        h, _ = self.lstm(x)  # [N, T, H]
+        h = lstm_scan(self.lstm, x) if self.scan else self.lstm(x)[0]  # [N, T, H]
         if self.bidirectional:
             steps = torch.arange(x.shape[1], device=x.device)
             valid = (steps[None, :] < lengths[:, None]).to(h.dtype).unsqueeze(-1)
@@ -74,12 +103,14 @@ class LSTMMaxPoolEncoder(nn.Module):
     the padded tensor, so its embedding can depend on how much padding a batch has).
     """
 
+    scan = False
+
     def __init__(self, d_in: int, out: int) -> None:
         super().__init__()
         self.lstm = nn.LSTM(d_in, out, batch_first=True)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        h, _ = self.lstm(x)  # [N, T, out]
+        h = lstm_scan(self.lstm, x) if self.scan else self.lstm(x)[0]  # [N, T, out]
         h = h.masked_fill(~valid_steps(lengths, h.shape[1]).unsqueeze(-1), float("-inf"))
         return h.amax(dim=1)
 

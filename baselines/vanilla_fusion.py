@@ -46,6 +46,7 @@ class VanillaFusion(Method):
     """Late fusion by concatenation of per-modality embeddings (LF-DNN / MultiBench LF style)."""
 
     Config = VanillaFusionConfig
+    stackable = True  # standard stage, vmap-able layers (LSTMs run as lstm_scan when stacked)
     card = MethodCard(
         paper="Late-fusion baseline as in MultiBench (Liang et al., NeurIPS 2021 D&B) and MMSA's LF-DNN",
         url="https://arxiv.org/abs/2107.07502",

@@ -91,7 +91,13 @@ def run(
     threads: Annotated[int | None, typer.Option(help="Torch intra-op CPU threads (default 1: tiny models).")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel cell processes (default 0: one per CPU core).")] = None,
     executor: Annotated[str | None, typer.Option(
-        help="How units of work run: auto, sequential or process (default auto).")] = None,
+        help="How units of work run: auto, sequential, process or stacked (default auto: stacked seed groups on "
+             "a GPU, worker processes on a CPU).")] = None,
+    stack: Annotated[int | None, typer.Option(
+        help="Seeds per stacked group for methods that stack (default 0: all seeds when stacking, else 1).")] = None,
+    compile: Annotated[bool | None, typer.Option(
+        "--compile/--no-compile", help="torch.compile the stacked step (default off; on a CPU it only costs "
+                                       "compile time).")] = None,
     select: Annotated[str | None, typer.Option(
         help="Model selection for every method, on validation: complete (all modalities), incomplete (mean over "
              "the incomplete patterns, MMIN's protocol) or all (mean over every pattern). Default complete.")] = None,
@@ -120,7 +126,8 @@ def run(
             config, methods=methods, datasets=datasets, seeds=seeds, protocols=protocols, preset=preset,
             out=str(out) if out else None, device=device, data_dir=str(data_dir) if data_dir else None,
             plugins=tuple(plugin) if plugin else None, method_options=parse_set(set_ or []), threads=threads,
-            workers=workers, executor=executor, select=select, select_metric=select_metric, backbone=backbone,
+            workers=workers, executor=executor, stack=stack, compile=compile, select=select,
+            select_metric=select_metric, backbone=backbone,
             reference=reference,
             nan_value=nan_value, pool=pool, standardize=standardize, iemocap_classes=iemocap_classes,
         )

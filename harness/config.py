@@ -34,7 +34,7 @@ import tomllib
 from harness.registry import METHODS
 
 # execution details that do not change what is computed
-IDENTITY_EXCLUDED = ("out", "device", "plugins", "threads", "workers", "executor", "reference")
+IDENTITY_EXCLUDED = ("out", "device", "plugins", "threads", "workers", "executor", "reference", "stack", "compile")
 # The standard protocol set (docs/protocols.md): fixed missing-modality patterns (MMIN Table 3), the missing rate
 # as GCNet/CPM-Net realise it (ModalImmune Table 4) and feature noise, the three families papers report most, and
 # fast enough for the default demo. ``--protocols all`` selects every test protocol.
@@ -73,6 +73,8 @@ class RunConfig:
     threads: int = 1
     workers: int = 0
     executor: str = "auto"
+    stack: int = 0
+    compile: bool = False
     select: str = "complete"
     select_metric: str = "auto"
     backbone: str = "shared"
@@ -100,6 +102,10 @@ class RunConfig:
         for key in ("pool", "standardize"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
+        if isinstance(self.stack, bool) or not isinstance(self.stack, int) or self.stack < 0:
+            raise ValueError(f"stack must be >= 0 (0 = auto: all seeds when stacking, else 1), got {self.stack!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be true or false, got {self.compile!r}")
         if self.select not in ("complete", "incomplete", "all"):
             raise ValueError(f"select must be complete, incomplete or all, got {self.select!r}")
         if not isinstance(self.select_metric, str):

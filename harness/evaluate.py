@@ -23,6 +23,7 @@ protocol: :func:`expand` refuses to mix them (``held_out`` selects which kind it
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol as TypingProtocol
 
@@ -134,22 +135,31 @@ def evaluate(model: Predictor, test: Batch, pairs: list[tuple[Protocol, Conditio
 
     ``max_bytes`` bounds the features of one chunk (default: 2 GiB on CUDA, 512 MiB otherwise).
     """
+    return evaluate_members(lambda b: model.predict(b).unsqueeze(0), 1, test, pairs, max_bytes)[0]
+
+
+def evaluate_members(predict: Callable[[Batch], Tensor], members: int, test: Batch,
+                     pairs: list[tuple[Protocol, Condition]], max_bytes: int | None = None) -> list[list[Evaluated]]:
+    """:func:`evaluate` for ``members`` models at once (a stacked seed group): ``predict(batch)`` returns
+    ``[members, N, ...]``; the result has one list of :class:`Evaluated` per member. Every member sees the very
+    same corrupted copies (one generator per condition), so comparisons stay paired."""
     budget = max_bytes if max_bytes is not None else MAX_BYTES.get(test.device.type, MAX_BYTES["cpu"])
-    per_chunk = max(1, budget // max(1, nbytes(test)))
+    per_chunk = max(1, budget // max(1, nbytes(test) * members))
     n = len(test)
-    out: list[Evaluated] = []
+    out: list[list[Evaluated]] = [[] for _ in range(members)]
     for start in range(0, len(pairs), per_chunk):
         chunk = pairs[start:start + per_chunk]
         copies = [c.apply(test, condition_generator(p, c)) for p, c in chunk]
         big = Batch.cat(copies) if len(copies) > 1 else copies[0]
         del copies  # only the concatenation stays alive during the forward passes
-        pred = model.predict(big).cpu().numpy()
+        pred = predict(big).cpu().numpy()
         for k, (p, c) in enumerate(chunk):
             rows = scored_rows(c, test)
             if rows is not None:
                 log.info("%s/%s scores %d of %d test samples (the others cannot be evaluated under it)",
                          p.name, c.name, int(rows.sum()), n)
-            out.append(Evaluated(p, c, masked(pred[k * n:(k + 1) * n], rows), rows))
+            for member in range(members):
+                out[member].append(Evaluated(p, c, masked(pred[member, k * n:(k + 1) * n], rows), rows))
     return out
 
 

@@ -25,12 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from harness import builtins
 from harness.config import RunConfig, method_config
-from harness.executors import choose
+from harness.executors import check_executor, choose, stack_size
 from harness.plan import Cell, Plan, check_metrics, group_cells, prepare, prepare_process
 from harness.provenance import identity, run_meta
-from harness.registry import METRICS
+from harness.registry import METHODS, METRICS
+from harness.stacking import stackable
 from harness.store import RunStore, now
 from harness.work import CellResult, Progress, store_result
 
@@ -111,6 +114,7 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
         METRICS.get(table_metric)  # an unknown name is answered before any data is loaded
     loaded = prepare_process(config)
     plan = loaded.plan
+    check_executor(plan)
     check_metrics(plan, loaded.datasets, table_metric)
     ident = identity(plan, loaded.datasets)
     if overwrite and (plan.out / "run.json").exists():
@@ -124,8 +128,11 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
     todo = [c for c in plan.cells if not store.is_done(c.id)]
     if progress:
         progress.start(len(plan.cells), len(summary.skipped))
-    units = group_cells(plan, todo, stack=1, stackable={})
+    stacks = {m: stackable(METHODS.get(m)) for m in plan.methods}
+    units = group_cells(plan, todo, stack=stack_size(plan), stackable=stacks)
     executor = choose(plan, units)
+    if plan.device.type == "cuda":  # TF32 matmuls on a GPU (recorded per cell as execution.tf32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     code = meta["git"]  # the code that trains this session's cells, recorded per cell
     store.mark_many([c.id for c in todo], "queued", queued_at=now())  # not done when stopped = redone on resume
     driver = Driver(store, summary, progress, code)

@@ -100,6 +100,13 @@ class Stage:
     clip_groups: list[nn.Module] | None = None
     end_epoch: Callable[[int], None] | None = None
     on_optimizer: Callable[[torch.optim.Optimizer], None] | None = None  # sees the loop's optimizer (its lr)
+    # Several models in one computation (a stacked seed group, ``harness.stacking``): ``step`` then takes one
+    # batch and one generator per member and returns losses ``[members]``, ``score`` a value per member, and
+    # the group supplies per-member ``snapshot``/``restore`` of the state and per-member ``clip_members``.
+    members: int = 1
+    snapshot: Callable[[int], Any] | None = None
+    restore: Callable[[int, Any], None] | None = None
+    clip_members: Callable[[float], None] | None = None
 
     @property
     def metric(self) -> str:
@@ -112,6 +119,8 @@ class Stage:
 
 @dataclass
 class StageResult:
+    """One model's result of a stage; ``error`` is set when its loss became non-finite (its cell fails)."""
+
     name: str
     select_metric: str
     selection_policy: str
@@ -120,9 +129,10 @@ class StageResult:
     epochs_run: int
     time_s: float
     history: list[dict[str, float]] = field(default_factory=list)
+    error: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k != "history"}
+        return {k: v for k, v in vars(self).items() if k not in ("history", "error")}
 
 
 @dataclass
@@ -181,37 +191,47 @@ def predict(model: nn.Module, batch: Batch, chunk: int) -> Tensor:
 
 
 class Selector:
-    """One model's selection state: the best validation value, its epoch and state, epochs without improvement."""
+    """One model's selection state: the best validation value, its epoch and state, epochs without improvement.
+    ``snapshot()`` returns the state to keep (default: a copy of the module's ``state_dict``)."""
 
     def __init__(self, metric: str, patience: int) -> None:
         self.metric, self.patience = metric, patience
         self.higher = METRICS.get(metric).higher_is_better if metric in METRICS else False
         self.best_value, self.best_epoch, self.best_state, self.bad = -math.inf, -1, None, 0
+        self.stopped = False
         if not self.higher:
             self.best_value = math.inf
 
     def better(self, value: float) -> bool:
         return math.isfinite(value) and (value > self.best_value if self.higher else value < self.best_value)
 
-    def update(self, model: nn.Module, epoch: int, value: float) -> bool:
+    def update(self, model: nn.Module | None, epoch: int, value: float,
+               snapshot: Callable[[], Any] | None = None) -> bool:
         """Record ``value`` for ``epoch``; return True when training should stop (patience exhausted)."""
         if self.better(value) or self.best_state is None:
             self.best_value, self.best_epoch, self.bad = value, epoch, 0
-            self.best_state = copy.deepcopy(model.state_dict())
+            self.best_state = snapshot() if snapshot is not None else copy.deepcopy(model.state_dict())
         else:
             self.bad += 1
-        return self.bad >= self.patience
+        self.stopped = self.bad >= self.patience
+        return self.stopped
 
     def restore(self, model: nn.Module) -> None:
         if self.best_state is not None:
             model.load_state_dict(self.best_state)
 
 
-def check_finite(sums: Mapping[str, Tensor], steps: int, where: str) -> dict[str, float]:
-    """One host sync per epoch: the epoch means of the loss terms, which must all be finite."""
+def epoch_means(sums: Mapping[str, Tensor], steps: int, members: int) -> list[dict[str, float]]:
+    """One host sync per epoch: each member's epoch means of the loss terms (``sums`` hold ``[]`` or ``[K]``)."""
     if not sums:
-        return {}
-    means = dict(zip(sums, (torch.stack([v.float() for v in sums.values()]) / max(1, steps)).tolist(), strict=True))
+        return [{} for _ in range(members)]
+    table = (torch.stack([v.float().reshape(members) for v in sums.values()], dim=1) / max(1, steps)).tolist()
+    return [dict(zip(sums, row, strict=True)) for row in table]
+
+
+def check_finite(sums: Mapping[str, Tensor], steps: int, where: str) -> dict[str, float]:
+    """The epoch means of one model's loss terms, which must all be finite (else :class:`NonFiniteLossError`)."""
+    means = epoch_means(sums, steps, 1)[0]
     if not all(math.isfinite(v) for v in means.values()):
         raise NonFiniteLossError(f"non-finite training loss in {where}: {means}")
     return means
@@ -224,46 +244,84 @@ def clip(groups: list[list[Tensor]], max_norm: float) -> None:
 
 
 def train_stage(stage: Stage, train: Batch, ctx: FitContext, offset: int = 0, planned: int = 0) -> StageResult:
-    """Run ``stage`` to its end (budget or patience) and restore its best validation state."""
-    b, module = stage.budget, stage.module
+    """Run one model's ``stage`` to its end (budget or patience) and restore its best validation state."""
+    result = train_members(stage, train, [ctx], offset, planned)[0]
+    if result.error is not None:
+        raise NonFiniteLossError(result.error)
+    return result
+
+
+def train_members(stage: Stage, train: Batch, ctxs: list[FitContext], offset: int = 0,
+                  planned: int = 0) -> list[StageResult]:
+    """The loop: run ``stage`` for its ``members`` models (one per context) and restore each one's best state.
+
+    Each member has its own generator (data order and augmentation), selector (early stopping, best state) and
+    finite check: a member whose loss becomes non-finite is failed alone, one whose patience runs out keeps its
+    best state while the others go on, and the stage ends when every member has stopped or failed.
+    """
+    b, module, k_all = stage.budget, stage.module, stage.members
     groups = stage.param_groups or [{"params": [p for p in module.parameters() if p.requires_grad]}]
     opt = make_optimizer(groups, b)
     if stage.on_optimizer is not None:
         stage.on_optimizer(opt)
     base_lr = [g["lr"] for g in opt.param_groups]
     clip_params = [[p for p in m.parameters() if p.requires_grad] for m in (stage.clip_groups or [module])]
-    sel, history, start = Selector(stage.metric, b.patience), [], time.perf_counter()
-    steps = math.ceil(len(train) / b.batch_size)
+    sels = [Selector(stage.metric, b.patience) for _ in range(k_all)]
+    histories: list[list[dict[str, float]]] = [[] for _ in range(k_all)]
+    errors: list[str | None] = [None] * k_all
+    start, steps = time.perf_counter(), math.ceil(len(train) / b.batch_size)
     for epoch in range(b.epochs):
         module.train()
         sums: dict[str, Tensor] = {}
-        for i, idx in enumerate(minibatches(len(train), b.batch_size, ctx.generator, ctx.device)):
+        orders = [minibatches(len(train), b.batch_size, c.generator, c.device) for c in ctxs]
+        for i, idx in enumerate(zip(*orders, strict=True)):
             factor = lr_factor(b, epoch, i, steps)
             for g, lr in zip(opt.param_groups, base_lr, strict=True):
                 g["lr"] = lr * factor
-            out = stage.step(train.index(idx), ctx.generator)
+            if k_all == 1:
+                out = stage.step(train.index(idx[0]), ctxs[0].generator)
+            else:
+                out = stage.step([train.index(j) for j in idx], [c.generator for c in ctxs])
             opt.zero_grad(set_to_none=True)
-            out.loss.backward()
+            out.loss.sum().backward()
             if out.after_backward is not None:
                 out.after_backward()
-            clip(clip_params, b.grad_clip)
+            if stage.clip_members is not None:
+                stage.clip_members(b.grad_clip)
+            else:
+                clip(clip_params, b.grad_clip)
             opt.step()
             if out.after_step is not None:
                 out.after_step()
-            for k, v in {"loss": out.loss, **out.terms}.items():
-                sums[k] = sums[k] + v.detach() if k in sums else v.detach()
-        means = check_finite(sums, steps, f"{stage.name} epoch {epoch}")
+            for key, v in {"loss": out.loss, **out.terms}.items():
+                sums[key] = sums[key] + v.detach() if key in sums else v.detach()
+        means = epoch_means(sums, steps, k_all)
+        for k in range(k_all):
+            if errors[k] is None and not all(math.isfinite(v) for v in means[k].values()):
+                errors[k] = f"non-finite training loss in {stage.name} epoch {epoch}: {means[k]}"
+        if all(e is not None for e in errors):
+            break  # nothing left to validate (a single model fails here, before its end-of-epoch hooks)
         if stage.end_epoch is not None:
             stage.end_epoch(epoch)
-        value = stage.score(module)
-        history.append({"epoch": epoch, "lr": opt.param_groups[0]["lr"],
-                        **{f"train_{k}": v for k, v in means.items()}, f"valid_{stage.metric}": value})
-        ctx.on_epoch(offset + epoch + 1, planned or b.epochs)
-        if sel.update(module, epoch, value):
+        values = stage.score(module)
+        values = [values] if k_all == 1 else list(values)
+        for k in range(k_all):
+            if errors[k] is not None or sels[k].stopped:
+                continue  # a stopped member trains on with the group, but its selection is over
+            histories[k].append({"epoch": epoch, "lr": opt.param_groups[0]["lr"],
+                                 **{f"train_{t}": v for t, v in means[k].items()},
+                                 f"valid_{stage.metric}": values[k]})
+            snap = (lambda k=k: stage.snapshot(k)) if stage.snapshot is not None else None
+            sels[k].update(module, epoch, values[k], snap)
+            ctxs[k].on_epoch(offset + epoch + 1, planned or b.epochs)
+        if all(e is not None or s.stopped for e, s in zip(errors, sels, strict=True)):
             break
-    sel.restore(module)
-    return StageResult(stage.name, stage.metric, stage.policy, sel.best_epoch, sel.best_value, len(history),
-                       time.perf_counter() - start, history)
+    for k, sel in enumerate(sels):
+        if errors[k] is None and sel.best_state is not None:
+            stage.restore(k, sel.best_state) if stage.restore is not None else sel.restore(module)
+    elapsed = time.perf_counter() - start
+    return [StageResult(stage.name, stage.metric, stage.policy, sels[k].best_epoch, sels[k].best_value,
+                        len(histories[k]), elapsed, histories[k], errors[k]) for k in range(k_all)]
 
 
 def fit(method: Method, data: Dataset, ctx: FitContext) -> FitResult:

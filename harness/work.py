@@ -19,12 +19,13 @@ import numpy as np
 
 from corruptions.spec import FeatureStats
 from harness.data import Dataset
-from harness.evaluate import evaluate, expand, prediction_arrays, to_records
+from harness.evaluate import evaluate, evaluate_members, expand, prediction_arrays, to_records
 from harness.plan import Cell, Loaded, Plan, WorkUnit
 from harness.registry import METHODS
 from harness.seeding import seed_everything, stable_seed, torch_generator
+from harness.stacking import fit_group, stackable
 from harness.store import RunStore
-from harness.training import FitContext
+from harness.training import FitContext, FitResult
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +95,20 @@ def run_cell(cell: Cell, data: Dataset, plan: Plan, stats: FeatureStats, events:
     base = {"dataset": cell.dataset, "method": cell.method, "seed": cell.seed}
     records = to_records(results, target, data.spec, base)
     preds = prediction_arrays(results, target, np.asarray(data.ids.get("test", np.arange(len(target)))))
-    info = {"cell_seed": seed, "fit": dataclasses.asdict(fit), "diagnostics": model.diagnostics(),
-            "train_time_s": t1 - t0, "eval_time_s": time.perf_counter() - t1, "device": str(plan.device),
+    return CellResult(cell, records, preds, cell_info(seed, fit, model, cfg, plan, t1 - t0, time.perf_counter() - t1))
+
+
+def cell_info(seed: int, fit: FitResult, model: Any, cfg: Any, plan: Plan, train_s: float,
+              eval_s: float) -> dict[str, Any]:
+    """What run.json records about a trained cell: seed, fit, diagnostics, timing, size, selection, backbone."""
+    return {"cell_seed": seed, "fit": dataclasses.asdict(fit), "diagnostics": model.diagnostics(),
+            "train_time_s": train_s, "eval_time_s": eval_s, "device": str(plan.device),
             "n_parameters": sum(p.numel() for p in model.parameters()),
             "selection": {"policy": fit.selection_policy, "metric": fit.select_metric},
             "backbone": cfg.backbone_record(),
             "budget": {"epochs": cfg.epochs, "patience": cfg.patience, "batch_size": cfg.batch_size,
                        "epochs_run": fit.epochs_run,
                        "stages": {k: v["epochs_run"] for k, v in fit.extra.get("stages", {}).items()}}}
-    return CellResult(cell, records, preds, info)
 
 
 def attempt(cell: Cell, data: Dataset, plan: Plan, stats: FeatureStats, events: Events | None) -> CellResult:
@@ -117,12 +123,60 @@ def attempt(cell: Cell, data: Dataset, plan: Plan, stats: FeatureStats, events: 
 
 def run_unit(unit: WorkUnit, loaded: Loaded, datasets: Mapping[str, Dataset], events: Events | None = None,
              execution: Mapping[str, Any] | None = None) -> list[CellResult]:
-    """Run every cell of ``unit`` on ``datasets`` (already on the plan's device); one result per cell, in order."""
+    """Run every cell of ``unit`` on ``datasets`` (already on the plan's device); one result per cell, in order.
+    A seed group of a stackable method trains as one stacked computation (:func:`run_group`)."""
     data, stats = datasets[unit.dataset], loaded.stats[unit.dataset]
-    results = [attempt(cell, data, loaded.plan, stats, events) for cell in unit.cells]
+    execution = dict(execution or {})
+    if len(unit.cells) > 1 and stackable(METHODS.get(unit.method)):
+        results = run_group(unit, data, loaded.plan, stats, events, bool(execution.get("compile")))
+        size = len(unit.cells)
+    else:
+        results = [attempt(cell, data, loaded.plan, stats, events) for cell in unit.cells]
+        size = 1
     for r in results:
-        r.info["execution"] = {**(execution or {}), "group_size": len(unit.cells)}
+        r.info["execution"] = {**execution, "group_size": size}
     return results
+
+
+def run_group(unit: WorkUnit, data: Dataset, plan: Plan, stats: FeatureStats, events: Events | None,
+              compile: bool = False) -> list[CellResult]:
+    """Train a seed group as one stacked computation, evaluate all members in batched passes, and split the
+    results back per cell (records, predictions and run.json info in the form of :func:`run_cell`). Each member
+    is built and seeded exactly as its own cell would be; a member whose loss diverges fails alone."""
+    cls, cfg = METHODS.get(unit.method), plan.method_configs[unit.method]
+    models, ctxs = [], []
+    for cell in unit.cells:
+        if events:
+            events.started(cell)
+        seed = cell_seed(cell)
+        seed_everything(seed)  # the initialisation of a separate run of this cell
+        models.append(cls(data.spec, cfg).to(plan.device))
+        on_epoch = (lambda e, t, c=cell: events.epoch(c, e, t)) if events else (lambda e, t: None)
+        ctxs.append(FitContext(plan.device, torch_generator(seed, plan.device), seed, on_epoch=on_epoch,
+                               selection=plan.selection))
+    try:
+        t0 = time.perf_counter()
+        group, fits = fit_group(models, data, ctxs, compile=compile)
+        t1 = time.perf_counter()
+        pairs = expand(plan.protocols_for(data)[0], data.spec, stats)
+        evaluated = evaluate_members(group.predict, len(models), data.test, pairs)
+        t2 = time.perf_counter()
+    except Exception as exc:  # the whole group failed (not one member's loss): every cell records the error
+        error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        return [CellResult(cell, error=error, traceback=tb) for cell in unit.cells]
+    target = data.test.y.cpu().numpy()
+    ids = np.asarray(data.ids.get("test", np.arange(len(target))))
+    out = []
+    for cell, model, ctx, fit, results in zip(unit.cells, models, ctxs, fits, evaluated, strict=True):
+        if isinstance(fit, str):
+            out.append(CellResult(cell, error=f"NonFiniteLossError: {fit}"))
+            continue
+        base = {"dataset": cell.dataset, "method": cell.method, "seed": cell.seed}
+        info = cell_info(ctx.seed, fit, model, cfg, plan, (t1 - t0) / len(models), (t2 - t1) / len(models))
+        info["group_time_s"] = {"train": t1 - t0, "eval": t2 - t1}
+        out.append(CellResult(cell, to_records(results, target, data.spec, base),
+                              prediction_arrays(results, target, ids), info))
+    return out
 
 
 def store_result(store: RunStore, result: CellResult, code: Mapping[str, Any]) -> None:
