@@ -182,3 +182,26 @@ def test_gate_and_apply_gate() -> None:
     q.grad = torch.full((1000,), 2.0)
     apply_gate([q], -0.5, 0.5, mode="paper", mask_prob=0.1, generator=torch_generator(0))
     assert torch.equal(p.grad, q.grad)
+
+
+def test_lanczos_ritz_vectors_warm_start_the_next_estimate() -> None:
+    """The Ritz vectors Lanczos returns are the extreme eigenvectors once converged; started from their sum, two
+    products already give both extreme eigenvalues of a slightly perturbed operator (the gate's warm start)."""
+    from baselines.modal_immune.curvature import extreme_eigenvalues
+
+    torch.manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(40, 40, dtype=torch.float64))
+    evals = torch.linspace(-3.0, 5.0, 40, dtype=torch.float64)
+    h = q @ torch.diag(evals) @ q.T
+    x = torch.zeros(40, dtype=torch.float64)
+    ritz: list = []
+    lo, hi = extreme_eigenvalues(lambda v: [h @ v[0]], [x], 40, torch_generator(0), ritz=ritz)
+    assert (lo, hi) == pytest.approx((-3.0, 5.0), abs=1e-8)
+    assert abs(float(ritz[0][0] @ q[:, 0])) == pytest.approx(1.0, abs=1e-6)
+    assert abs(float(ritz[1][0] @ q[:, -1])) == pytest.approx(1.0, abs=1e-6)
+    nearby = h + 1e-3 * (lambda a: a + a.T)(torch.randn(40, 40, dtype=torch.float64))
+    truth = torch.linalg.eigvalsh(nearby)
+    warm = extreme_eigenvalues(lambda v: [nearby @ v[0]], [x], 2, None, start=[ritz[0][0] + ritz[1][0]])
+    cold = extreme_eigenvalues(lambda v: [nearby @ v[0]], [x], 2, torch_generator(1))
+    assert warm == pytest.approx((float(truth[0]), float(truth[-1])), abs=1e-2)
+    assert abs(cold[0] - float(truth[0])) > 0.5, "a random start needs more products"

@@ -62,6 +62,11 @@ class ModalImmuneConfig(MethodConfig):
     ``gate_tau_rel`` 1.0 (not given: freeze when the most negative curvature outweighs the most positive one, a
     saddle-dominated direction; measured on synth-mosi, λ_min/|λ_max| had median −0.64 standardised and −1.18
     on raw-scale features, so both branches fire; docs/modal_immune.md has the branch fractions);
+    ``curvature_warm_iters`` 4: after an arm's first estimate, Lanczos starts from the sum of that estimate's two
+    Ritz vectors and takes 4 products instead of ``curvature_iters`` (0: always cold). Measured on synth-mosi
+    (53 SDL steps, 2 seeds): its branch agreed with a fresh cold 10-product estimate at the same parameters in
+    90.6 % of steps, while two fresh cold estimates agreed in 92.5 % (the estimator's own noise), for 2.5x fewer
+    products; reusing an arm's last estimate for later steps agreed in only 76 %, so estimates are never reused.
     ``curvature_iters``: Hessian-vector products per query, 1–10 (§4.13 caps it at 10), both ends
     of the spectrum (Lanczos); ``curvature_batch``: samples of the SDL batch the curvature is estimated on
     (sub-sampling as §3.13 recommends; 16); ``curvature_source`` "hessian" (default: an empirical Fisher is PSD, so
@@ -122,6 +127,7 @@ class ModalImmuneConfig(MethodConfig):
     collapse_scale: str = "normalized"
     gate_threshold: str = "relative"
     gate_tau_rel: float = 1.0
+    curvature_warm_iters: int = 4
     curvature_iters: int = 10
     curvature_batch: int = 16
     curvature_source: str = "hessian"
@@ -151,6 +157,7 @@ class ModalImmuneConfig(MethodConfig):
         for name in ("property_dim", "fusion_heads", "fusion_layers", "curvature_batch", "meta_every", "meta_batch"):
             self.check(name, getattr(self, name) >= 1, ">= 1")
         self.check("curvature_iters", 1 <= self.curvature_iters <= 10, "in [1, 10] (§4.13: at most 10 products)")
+        self.check("curvature_warm_iters", 0 <= self.curvature_warm_iters <= 10, "in [0, 10] (0: no warm start)")
         self.check("neumann_kmax", 1 <= self.neumann_kmax <= 10, "in [1, 10] (App. C: K_max = 10)")
         for name in ("alpha_re", "beta_pe", "gamma_con", "lambda_coll", "eta_rank", "kappa", "meta_lr"):
             self.check(name, getattr(self, name) >= 0, ">= 0")

@@ -74,6 +74,7 @@ class Trainer:
         self.diag: dict[str, list] = defaultdict(list)
         self.seconds: dict[str, float] = defaultdict(float)
         self.gates: dict[str, int] = defaultdict(int)
+        self.ritz: dict[int, list] = {}  # arm -> warm start of its next Lanczos run
         probe = torch.arange(min(256, len(data.train)), device=data.train.device)
         self.probe = data.train.index(probe)
 
@@ -110,19 +111,34 @@ class Trainer:
     def curvature_gate(self, batch: Batch, target: int) -> float:
         """ρ of Eq. (14) from the curvature of λ·L_coll w.r.t. the attacked encoder (the only part of L_SDL that
         depends on it), estimated on the first ``curvature_batch`` samples (§3.13 recommends sub-sampling)."""
+        c = self.c
+        lam_min, lam_max = self.estimate_curvature(batch, target)
+        lr = self.opt.param_groups[0]["lr"] if hasattr(self, "opt") else c.lr
+        return gate(lam_min, lam_max, float(self.xi.kappa), threshold=c.gate_threshold, lr=lr,
+                    tau_rel=c.gate_tau_rel)
+
+    def estimate_curvature(self, batch: Batch, target: int) -> tuple[float, float]:
+        """(λ_min, λ_max) by Lanczos: ``curvature_iters`` products from a random start, or, with
+        ``curvature_warm_iters = w > 0`` and an earlier estimate for this arm, ``w`` products started from the
+        sum of that estimate's two Ritz vectors (the extreme eigenvectors move little between SDL steps)."""
         c, net = self.c, self.model.net
         m = self.model.spec.modalities[target]
         sub = batch.index(torch.arange(min(c.curvature_batch, len(batch)), device=batch.device))
         keep = sub.present[:, target].view(-1, 1, 1).to(sub.x[m].dtype)
+        start = self.ritz.get(target) if c.curvature_warm_iters else None
+        ritz: list = []
         lam_min, lam_max = collapse_curvature(net.encoders[m], sub.x[m] * keep, sub.lengths[m], self.xi.lam,
-                                              self.xi.eta, iters=c.curvature_iters, generator=self.ctx.generator,
+                                              self.xi.eta, generator=self.ctx.generator,
+                                              iters=c.curvature_warm_iters if start is not None else c.curvature_iters,
                                               source=c.curvature_source, stable_rank_sign=c.stable_rank_sign,
-                                              normalize=c.collapse_scale == "normalized")
+                                              normalize=c.collapse_scale == "normalized", start=start,
+                                              ritz=ritz if c.curvature_warm_iters else None)
+        if ritz:
+            self.ritz[target] = [a + b for a, b in zip(*ritz, strict=True)]
         self.diag["lambda_min"].append(lam_min)
         self.diag["lambda_max"].append(lam_max)
-        lr = self.opt.param_groups[0]["lr"] if hasattr(self, "opt") else c.lr
-        return gate(lam_min, lam_max, float(self.xi.kappa), threshold=c.gate_threshold, lr=lr,
-                    tau_rel=c.gate_tau_rel)
+        self.diag["gate_arms"].append(target)
+        return lam_min, lam_max
 
     def sdl_step(self, batch: Batch, generator: torch.Generator) -> StepOut:
         c = self.c
@@ -187,5 +203,7 @@ class Trainer:
             "gate_fractions": {k: v / n_gates for k, v in self.gates.items()} if n_gates else {},
             "curvature_lambda_min": self.diag["lambda_min"],
             "curvature_lambda_max": self.diag["lambda_max"],
+            "curvature_arms": self.diag["gate_arms"],
+            "curvature_estimates": len(self.diag["lambda_min"]),
             "seconds": dict(self.seconds),
         }
