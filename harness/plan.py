@@ -216,12 +216,18 @@ class Loaded:
     stats: dict[str, FeatureStats]
 
 
-def prepare_process(config: RunConfig) -> Loaded:
-    """What every process of a run does first (the driver and each worker): plan, set threads, load the data."""
+def prepare_process(config: RunConfig, shared: tuple[dict[str, Dataset], dict[str, FeatureStats]] | None = None
+                    ) -> Loaded:
+    """What every process of a run does first (the driver and each worker): plan, set threads, load the data.
+
+    ``shared``: datasets and statistics the driver already loaded (worker processes receive them through shared
+    memory instead of loading or regenerating them once more)."""
     plan = prepare(config)
     # The models are tiny: intra-op threads mostly wait on each other, and with other processes on the machine
     # OpenMP's spinning made a CPU cell 30x slower in our measurements. One thread per process by default.
     torch.set_num_threads(config.threads)
+    if shared is not None:
+        return Loaded(plan, *shared)
     datasets = load_datasets(plan)
     stats = {n: FeatureStats.from_batch(d.train) for n, d in datasets.items()}  # on CPU: device-independent
     return Loaded(plan, datasets, stats)

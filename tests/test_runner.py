@@ -16,7 +16,7 @@ import torch
 
 from harness import runner
 from harness.config import RunConfig, build_run_config
-from harness.registry import METHODS, UnknownNameError
+from harness.registry import DATASETS, METHODS, UnknownNameError
 from harness.store import RunExistsError, RunStore
 
 FAST = {"*": {"epochs": 2, "batch_size": 32}}
@@ -387,3 +387,18 @@ def test_toml_values_of_the_wrong_kind_are_refused(options: dict, message: str) 
 
     with pytest.raises(ValueError, match=re.escape(message)):
         method_config("vanilla_fusion", {"vanilla_fusion": options})
+
+
+def test_worker_processes_share_the_drivers_data_instead_of_loading_it(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import plugin_counting_dataset
+
+    loads = tmp_path / "loads"
+    monkeypatch.setenv("MIBENCH_TEST_LOADS", str(loads))
+    try:
+        summary = runner.run(config(tmp_path / "r", datasets=(plugin_counting_dataset.NAME,), seeds=(0, 1, 2),
+                                    workers=2, plugins=("plugin_counting_dataset",)))
+    finally:
+        DATASETS.remove(plugin_counting_dataset.NAME)
+    assert len(summary.done) == 3
+    assert loads.read_text().split() == [str(os.getpid())], "loaded once, by the driver"

@@ -5,7 +5,8 @@
 seeds per group, default all of a run's seeds), other units one after another. ``auto`` (the default): on a GPU,
 seed groups stacked and the other units in ``--workers`` processes sharing the GPU; on a CPU, worker processes
 when more than one worker and more than one unit make that worth it (stacking does not pay on a CPU), else
-sequentially.
+sequentially. Under ``auto`` the driver trains units itself while the workers start and whenever none is free
+(``--workers N`` is then the driver plus N - 1 worker processes).
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def local_executor(plan: Plan, units: list[WorkUnit]) -> Executor:
         log.warning("running sequentially: an entry of this run was registered inside a function or by __main__, "
                     "which worker processes cannot repeat; register it at a module's top level to run in parallel")
         return SequentialExecutor()
-    return ProcessExecutor(workers, modules)
+    # auto: the driver trains too while workers start, so a short grid is never slower than a sequential one
+    return ProcessExecutor(workers, modules, driver_works=name == "auto")
 
 
 __all__ = ["EXECUTOR_NAMES", "Executor", "OnResult", "ProcessExecutor", "SequentialExecutor", "StackedExecutor",

@@ -1,5 +1,6 @@
-"""Units in worker processes (spawned, so CUDA and threads stay sane) that each load the data once, run the units
-they are handed and send the results back; the driver's process alone writes the run directory.
+"""Units in worker processes (spawned, so CUDA and threads stay sane) that receive the driver's loaded data through
+shared memory (never loading or regenerating it again), run the units they are handed and send the results back;
+the driver's process alone writes the run directory.
 
 Workers end with their parent (even when it is SIGKILLed) and import every module that registered what the run
 uses, so a plugin's method trains in a worker as in the parent. They report ``started`` and ``epoch`` events
@@ -14,6 +15,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
@@ -47,41 +49,56 @@ class QueueEvents:
         self.q.put(("epoch", cell, epoch, total))
 
 
-def _worker_init(config: RunConfig, parent: int, modules: list[str], events: Any) -> None:
+def _worker_init(config: RunConfig, parent: int, modules: list[str], events: Any, shared: Any) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     builtins.load()
     for module in modules:
         importlib.import_module(module)
-    loaded = prepare_process(config)
+    loaded = prepare_process(config, shared)  # the driver's data, through shared memory: loaded once per run
     _WORKER.update(loaded=loaded, datasets=on_device(loaded), events=QueueEvents(events))
+    events.put(("ready", None, os.getpid(), 0))
+
+
+def _warm_up() -> None:
+    """A no-op task: submitting one per worker makes the pool start its workers right away."""
+    return None
 
 
 def _worker_unit(unit: WorkUnit, execution: dict[str, Any]) -> list[CellResult]:
     return run_unit(unit, _WORKER["loaded"], _WORKER["datasets"], _WORKER["events"], execution)
 
 
-def drain(events: Any, progress: Progress | None) -> None:
-    """Driver side: forward every queued event to ``progress``."""
+def drain(events: Any, progress: Progress | None) -> int:
+    """Driver side: forward every queued event to ``progress``; return how many workers reported ready."""
+    ready = 0
     while True:
         try:
             kind, cell, epoch, total = events.get_nowait()
         except queue.Empty:
-            return
-        if progress is None:
+            return ready
+        if kind == "ready":
+            ready += 1
+        elif progress is None:
             continue
-        if kind == "started":
+        elif kind == "started":
             progress.started(cell)
         else:
             progress.epoch(cell, epoch, total)
 
 
 class ProcessExecutor:
-    """``workers`` processes; ``modules`` are what each must import (``base.registering_modules``)."""
+    """``workers`` processes; ``modules`` are what each must import (``base.registering_modules``).
+
+    ``driver_works``: the driver runs units itself whenever no started worker is free, with ``workers - 1`` worker
+    processes beside it. Starting a worker (spawning Python, importing torch) takes seconds; meanwhile the driver
+    is already training, so a short grid is never slower than a sequential run and a long one still uses every
+    core. Units go to a worker only once it reported ready.
+    """
 
     name = "process"
 
-    def __init__(self, workers: int, modules: list[str]) -> None:
-        self.workers, self.modules = workers, modules
+    def __init__(self, workers: int, modules: list[str], driver_works: bool = False) -> None:
+        self.workers, self.modules, self.driver_works = workers, modules, driver_works
 
     def execution(self) -> dict[str, Any]:
         return {"executor": self.name, "workers": self.workers}
@@ -90,14 +107,45 @@ class ProcessExecutor:
                 progress: Progress | None) -> None:
         ctx = multiprocessing.get_context("spawn")
         events = ctx.Queue()
-        with ProcessPoolExecutor(min(self.workers, len(units)), mp_context=ctx, initializer=_worker_init,
-                                 initargs=(loaded.plan.config, os.getpid(), self.modules, events)) as pool:
-            pending = {pool.submit(_worker_unit, unit, self.execution()): unit for unit in units}
-            while pending:
-                finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                drain(events, progress)
+        size = min(self.workers - (1 if self.driver_works else 0), len(units))
+        todo, datasets = deque(units), on_device(loaded) if self.driver_works else None
+        with ProcessPoolExecutor(max(1, size), mp_context=ctx, initializer=_worker_init,
+                                 initargs=(loaded.plan.config, os.getpid(), self.modules, events,
+                                           (loaded.datasets, loaded.stats))) as pool:
+            warm = [pool.submit(_warm_up) for _ in range(size)]
+            pending: dict[Any, WorkUnit] = {}
+            ready = 0
+            while todo or pending:
+                ready += drain(events, progress)
+                for fut in warm:
+                    fut.result() if fut.done() else None  # a worker that failed to start raises here
+                while todo and size and len(pending) < ready:
+                    unit = todo.popleft()
+                    pending[pool.submit(_worker_unit, unit, {**self.execution(), "in": "worker"})] = unit
+                if todo and (self.driver_works or not size):
+                    datasets = datasets if datasets is not None else on_device(loaded)
+                    for result in run_unit(todo.popleft(), loaded, datasets, progress,
+                                           {**self.execution(), "in": "driver"}):
+                        on_result(result)
+                    timeout = 0.0
+                else:
+                    timeout = 0.5
+                finished, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED) if pending else (
+                    [], time.sleep(timeout))
                 for fut in finished:
                     del pending[fut]
                     for result in fut.result():
                         on_result(result)
+            stop_workers(pool)  # nothing is pending: a worker still starting up is not waited for
         drain(events, progress)
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the pool's processes now (all work is done). A worker may still be importing torch after the driver
+    already did every unit; waiting for it would only add its start-up time to the run."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.terminate()
