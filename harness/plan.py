@@ -226,6 +226,8 @@ def prepare_process(config: RunConfig, shared: tuple[dict[str, Dataset], dict[st
     # The models are tiny: intra-op threads mostly wait on each other, and with other processes on the machine
     # OpenMP's spinning made a CPU cell 30x slower in our measurements. One thread per process by default.
     torch.set_num_threads(config.threads)
+    if plan.device.type == "cuda":  # TF32 matmuls on a GPU, in every process of the run (execution.tf32 per cell)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if shared is not None:
         return Loaded(plan, *shared)
     datasets = load_datasets(plan)

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from harness import builtins
 from harness.config import RunConfig, method_config
 from harness.executors import check_executor, choose, stack_size
@@ -131,8 +129,6 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
     stacks = {m: stackable(METHODS.get(m)) for m in plan.methods}
     units = group_cells(plan, todo, stack=stack_size(plan), stackable=stacks)
     executor = choose(plan, units)
-    if plan.device.type == "cuda":  # TF32 matmuls on a GPU (recorded per cell as execution.tf32)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     code = meta["git"]  # the code that trains this session's cells, recorded per cell
     store.mark_many([c.id for c in todo], "queued", queued_at=now())  # not done when stopped = redone on resume
     driver = Driver(store, summary, progress, code)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 from corruptions.spec import FeatureStats
 from harness.data import Dataset
@@ -133,8 +134,9 @@ def run_unit(unit: WorkUnit, loaded: Loaded, datasets: Mapping[str, Dataset], ev
     else:
         results = [attempt(cell, data, loaded.plan, stats, events) for cell in unit.cells]
         size = 1
+    tf32 = loaded.plan.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32
     for r in results:
-        r.info["execution"] = {**execution, "group_size": size}
+        r.info["execution"] = {**execution, "group_size": size, "tf32": bool(tf32)}
     return results
 
 

@@ -50,7 +50,7 @@ def choose(plan: Plan, units: list[WorkUnit]) -> Executor:
     """The executor for ``plan``'s ``--executor`` option (``auto``: see the module docstring)."""
     check_executor(plan)
     name, cuda = plan.config.executor, plan.device.type == "cuda"
-    stacked = StackedExecutor(compile=plan.config.compile, tf32=cuda)
+    stacked = StackedExecutor(compile=plan.config.compile)
     if name == "stacked":
         return stacked
     rest = local_executor(plan, [u for u in units if len(u.cells) == 1] if name == "auto" else units)

@@ -14,11 +14,11 @@ from harness.work import Progress, on_device, run_unit
 class StackedExecutor:
     name = "stacked"
 
-    def __init__(self, compile: bool = False, tf32: bool = False) -> None:
-        self.compile, self.tf32 = compile, tf32
+    def __init__(self, compile: bool = False) -> None:
+        self.compile = compile
 
     def execution(self) -> dict[str, Any]:
-        return {"executor": self.name, "compile": self.compile, "tf32": self.tf32}
+        return {"executor": self.name, "compile": self.compile}
 
     def execute(self, loaded: Loaded, units: list[WorkUnit], on_result: OnResult,
                 progress: Progress | None) -> None:
