@@ -59,13 +59,19 @@ class Driver:
         if self.progress:
             self.progress.start(total, done)
 
+    def over(self, cell: Cell) -> bool:
+        """An event from a worker can arrive after its cell's result was stored: such a cell is never demoted."""
+        return self.store.cell_status(cell.id) in ("done", "failed")
+
     def started(self, cell: Cell) -> None:
+        if self.over(cell):
+            return
         self.store.mark(cell.id, "running", started_at=now())
         if self.progress:
             self.progress.started(cell)
 
     def epoch(self, cell: Cell, epoch: int, total: int) -> None:
-        if self.progress:
+        if self.progress and not self.over(cell):
             self.progress.epoch(cell, epoch, total)
 
     def finished(self, cell: Cell, status: str, seconds: float) -> None:

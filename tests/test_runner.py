@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -402,3 +403,20 @@ def test_worker_processes_share_the_drivers_data_instead_of_loading_it(tmp_path:
         DATASETS.remove(plugin_counting_dataset.NAME)
     assert len(summary.done) == 3
     assert loads.read_text().split() == [str(os.getpid())], "loaded once, by the driver"
+
+
+def test_a_late_worker_event_never_demotes_a_stored_cell(tmp_path: Path) -> None:
+    """Worker events travel on a queue and results on a pipe: a cell's ``started`` can arrive after its result was
+    stored. The driver must keep the cell done (it used to mark it running, so readers dropped its records)."""
+    from harness.plan import Cell
+    from harness.runner import Driver, Summary
+    from harness.work import CellResult
+
+    store = RunStore.open(tmp_path / "r", {"x": 1}, {"git": {}})
+    cell = Cell("d", "m", 0)
+    store.mark_many([cell.id], "queued")
+    driver = Driver(store, Summary(tmp_path / "r", [], {}, []), None, {})
+    driver.on_result(CellResult(cell, [{"metric": "mae", "value": 1.0}], {"pred": np.zeros(2)}, {}))
+    driver.started(cell)
+    driver.epoch(cell, 1, 2)
+    assert RunStore.read(tmp_path / "r").cell_status(cell.id) == "done"

@@ -132,6 +132,7 @@ class ProcessExecutor:
                     timeout = 0.5
                 finished, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED) if pending else (
                     [], time.sleep(timeout))
+                ready += drain(events, progress)  # a finished unit's events come before its results
                 for fut in finished:
                     del pending[fut]
                     for result in fut.result():
