@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from harness.power import TARGET_POWER, FamilyPower
 from harness.stats import NOT_COMPUTABLE as NOT_COMPUTABLE_N
 from harness.stats import ZERO_VARIANCE, min_attainable_p, power_warning
 from reports.tables import (
@@ -26,6 +27,7 @@ from reports.tables import (
     Table,
 )
 
+MANY_SEEDS = 1000  # above this, "would need N seeds" is stated as "more than 1000"
 # why a comparison is n/c, by the note harness.stats or reports.persample left on it
 _NC_REASONS = {NOT_COMPUTABLE_N: "fewer than 2 paired seeds",
                ZERO_VARIANCE: "the per-seed differences are all equal, so the t-test is undefined (zero variance)",
@@ -102,6 +104,9 @@ def _test_text(table: Table, options: StatsOptions) -> list[str]:
             "Derived columns are"
         out.append(f"{what} not tested (the per-sample test needs the stored predictions of the conditions).")
     out += _not_computable_text(cells)
+    power = power_text(table, options)
+    if power:
+        out.append(power)
     n_pairs = cells["n_pairs"].dropna().astype(int) if "n_pairs" in cells else pd.Series(dtype=int)
     if len(n_pairs) and n_pairs.min() >= 2 and options.test not in PER_SAMPLE_TESTS:
         n = int(n_pairs.min())
@@ -114,6 +119,51 @@ def _test_text(table: Table, options: StatsOptions) -> list[str]:
             out.append(f"Warning: after Holm over {int(sizes.max())} comparisons the smallest attainable adjusted "
                        f"p with n={n} is {floor:.3g}; nothing can reach p<{options.alpha:g}; use more seeds.")
     return out
+
+
+def _amount(value: float, slot: Slot) -> str:
+    """A difference in display units: ``9.8 points`` for metrics shown in percent, else the metric's format."""
+    text = slot.display(abs(value))
+    return f"{text} points" if slot.scale == 100.0 else text
+
+
+def _level_text(fam: FamilyPower, options: StatsOptions) -> str:
+    if options.correction == "none" or fam.m <= 1:
+        return f"level {options.alpha:g}"
+    return f"level {options.alpha:g}/{fam.m} after {CORRECTION_NAMES[options.correction]}"
+
+
+def _needs_text(fam: FamilyPower, slot: Slot, labels: dict[str, str]) -> str:
+    big = fam.largest
+    what = f"the largest observed difference ({'+' if big.diff > 0 else '-'}{_amount(big.diff, slot)}, " \
+           f"{big.method}, {labels.get(big.column, big.column)})"
+    if fam.largest_needs is None or fam.largest_needs > MANY_SEEDS:
+        return f"{what} would need more than {MANY_SEEDS} seeds"
+    return f"{what} would need {fam.largest_needs} seeds (this run has {fam.n})"
+
+
+def power_text(table: Table, options: StatsOptions) -> str:
+    """One sentence: per comparison family, the minimum detectable effect at 80 % power given the observed
+    seed-to-seed spread, n and the correction, and the seeds the largest observed difference would need
+    (:mod:`harness.power`); empty without comparisons."""
+    slots = {s.metric: s for c in table.columns if not c.reported for s in c.slots}
+    labels = {s.column: c.label for c in table.columns if not c.reported for s in c.slots}
+    fams = [f for f in table.power if f.metric in slots]
+    if not fams:
+        return ""
+    pct = f"{TARGET_POWER:.0%}".replace("%", " %")
+    how = "paired t-test computation" if options.test != "wilcoxon" else "Wilcoxon test, t approximation"
+    parts = []
+    for fam in fams:
+        slot, name = slots[fam.metric], f"{fam.metric}: " if len(fams) > 1 else ""
+        if not np.isfinite(fam.mde):
+            parts.append(f"{name}with n = {fam.n} seeds no difference can reach {_level_text(fam, options)}, and "
+                         f"{_needs_text(fam, slot, labels)}")
+            continue
+        parts.append(f"{name}differences smaller than {_amount(fam.mde, slot)} are likely to be missed "
+                     f"(observed per-seed SD of differences {slot.display(fam.sd)}, n = {fam.n} seeds, "
+                     f"{_level_text(fam, options)}), and {_needs_text(fam, slot, labels)}")
+    return f"Power ({pct}, {how} over seeds): " + "; ".join(parts) + "."
 
 
 def _not_computable_text(cells: pd.DataFrame) -> list[str]:

@@ -114,8 +114,10 @@ def to_latex(table: Table) -> str:
     ])
 
 
-CSV_COLUMNS = ["dataset", "table", "method", "column", "column_key", "metric", "mean", "std", "n", "ci_low",
-               "ci_high", "ci_method", "p_value", "p_adjusted", "mark", "rank", "reported"]
+NUMBER_COLUMNS = ["mean", "std", "n", "ci_low", "ci_high", "ci_method", "p_value", "p_adjusted", "mark", "rank"]
+POWER_COLUMNS = ["diff", "diff_sd", "mde", "seeds_needed"]  # vs the reference, in stored units (harness.power)
+CSV_COLUMNS = ["dataset", "table", "method", "column", "column_key", "metric", *NUMBER_COLUMNS, "reported",
+               *POWER_COLUMNS]
 
 
 def to_frame(table: Table) -> pd.DataFrame:
@@ -129,8 +131,9 @@ def to_frame(table: Table) -> pd.DataFrame:
                 numbers = row.to_dict() if row is not None else {}
                 rows.append({"dataset": table.dataset, "table": table.key, "method": method, "column": column.label,
                              "column_key": slot.column, "metric": slot.metric,
-                             **{k: numbers.get(k, np.nan) for k in CSV_COLUMNS[6:16]},
-                             "reported": table.reported.get((method, slot.column, slot.metric), np.nan)})
+                             **{k: numbers.get(k, np.nan) for k in NUMBER_COLUMNS},
+                             "reported": table.reported.get((method, slot.column, slot.metric), np.nan),
+                             **{k: numbers.get(k, np.nan) for k in POWER_COLUMNS}})
     return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
 

@@ -12,6 +12,7 @@ import pytest
 from records import run_record as record
 from scipy import stats as sps
 
+from harness.power import minimum_detectable_effect, seeds_needed
 from harness.stats import aggregate
 from reports.captions import describe
 from reports.figures import band_limits, curve_figure
@@ -193,6 +194,25 @@ def test_caption_states_n_test_correction_reference_protocol_and_power() -> None
                    "(m = 1)", "PARTIAL RUN, not reportable: dataset d uses the smoke-test preset"]:
         assert needed in text, needed
     assert table.cells.loc[("ref", "x", "mae")]["rank"] == 1  # lower MAE wins
+
+
+def test_caption_and_csv_state_the_minimum_detectable_effect() -> None:
+    vals = values({"ref": {"x": REF, "y": REF}, "good": {"x": BETTER, "y": NOISY}})
+    opts = StatsOptions(reference="ref")
+    table = build_table("t", "d", "patterns", vals, columns(["x", "y"]), opts)
+    diffs = {c: np.subtract(v, REF) for c, v in (("x", BETTER), ("y", NOISY))}
+    sd = np.sqrt(np.mean([np.var(d, ddof=1) for d in diffs.values()]))  # pooled over the family (m = 2)
+    (fam,) = table.power
+    assert fam.m == 2 and fam.n == 5 and fam.sd == pytest.approx(sd)
+    assert fam.mde == pytest.approx(minimum_detectable_effect(sd, 5, 0.05 / 2))
+    text = describe(table, opts, [("p", 1, "h")])
+    assert f"differences smaller than {100 * fam.mde:.1f} points are likely to be missed" in text
+    assert "level 0.05/2 after Holm" in text and "largest observed difference (+10.2 points, good, x)" in text
+    csv = pd.read_csv(__import__("io").StringIO(to_csv(table))).set_index(["method", "column"])
+    y = csv.loc[("good", "y")]
+    assert y["diff"] == pytest.approx(np.mean(diffs["y"])) and y["diff_sd"] == pytest.approx(np.std(diffs["y"], ddof=1))
+    assert y["seeds_needed"] == seeds_needed(np.mean(diffs["y"]), np.std(diffs["y"], ddof=1), 0.05 / 2)
+    assert np.isnan(csv.loc[("ref", "y"), "mde"])
 
 
 def test_varying_seed_counts_and_holm_floor_are_stated() -> None:
