@@ -163,13 +163,15 @@ class Reported:
 
 @dataclass(frozen=True)
 class MethodCard:
-    """Paper, reference code and reported numbers, so reports can show reproduced beside reported."""
+    """Paper, reference code and reported numbers, so reports can show reproduced beside reported. ``label``
+    names the method in figures and paper tables (reports fall back to the registry name when it is empty)."""
 
     paper: str
     url: str = ""
     code: str = ""
     reported: tuple[Reported, ...] = ()
     notes: str = ""
+    label: str = ""
 
 
 class Method(nn.Module, ABC):

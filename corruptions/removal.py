@@ -76,6 +76,7 @@ class FixedPattern(Protocol):
     name = "fixed_pattern"
     version = 2  # v2: samples with none of the pattern's modalities are left out of its metric
     family = "removal"
+    label = "missing-modality patterns"
     paper = "MMIN (Zhao et al., ACL 2021), Table 3; ModalImmune (Fu et al., 2026), Table 3"
 
     available: tuple[tuple[str, ...], ...] | None = None
@@ -118,6 +119,8 @@ class RandomMissing(Protocol):
     name = "random_missing"
     version = 1
     family = "removal"
+    label = "random modality missing"
+    severity_units = {"random_missing": "missing rate r (per modality)"}
     paper = "GCNet (Lian et al., TPAMI 2023); IMDer (Wang et al., NeurIPS 2023); ModalImmune (Fu et al., 2026), Table 4"
 
     rates: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)

@@ -183,6 +183,25 @@ def test_curve_figure_draws_the_clipped_band() -> None:
     assert band.max() == pytest.approx(100.0) and band.min() == pytest.approx(0.0)
 
 
+def test_figures_name_axes_and_methods_for_readers() -> None:
+    from reports.figures import drop_figure, looks
+
+    many = looks([f"m{i}" for i in range(40)])
+    assert len({(lk.color, lk.marker, lk.linestyle) for lk in many.values()}) == 40
+    assert len({lk.color for lk in list(many.values())[:8]}) == 8  # no repeated colour before the ninth method
+    agg = pd.DataFrame({"method": ["vanilla_fusion", "mmin"] * 2, "severity": [0.0, 0.0, 0.5, 0.5],
+                        "mean": [0.8, 0.7, 0.6, 0.65], "ci_low": np.nan, "ci_high": np.nan})
+    fig = curve_figure({"gaussian, text": agg}, ACC, "t", {"gaussian, text": "noise-to-signal amplitude ratio"})
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "noise-to-signal amplitude ratio" and ax.get_ylabel().startswith("Acc-2 (non-0) (%)")
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["Vanilla fusion", "MMIN"]
+    assert len({line.get_marker() for line in ax.get_lines()}) == 2
+    drops = agg.rename(columns={"severity": "column"}).assign(column=["text", "text", "audio", "audio"])
+    ax = drop_figure(drops, ACC, "t").axes[0]
+    assert ax.get_xlabel() == "available modalities" and ax.get_ylabel()
+
+
 def test_caption_states_n_test_correction_reference_protocol_and_power() -> None:
     vals = values({"ref": {"x": REF[:3]}, "other": {"x": BETTER[:3]}}, metric="mae")
     opts = StatsOptions(reference="ref", test="wilcoxon", correction="bh")
