@@ -99,11 +99,8 @@ class Protocol(ABC):
         return next((self.severity_units[p] for p in curve.split("/") if p in self.severity_units), "severity")
 
     def condition_label(self, name: str) -> str:
-        """How a reader sees a condition or curve name (``text+audio`` -> ``text + audio``, ``full`` ->
-        ``complete``, ``gaussian/all`` -> ``gaussian, all modalities``); protocols may override it."""
-        words = {"full": "complete", "all": "all modalities", "modality=all": "all modalities"}
-        parts = [words.get(p, p.removeprefix("modality=")) for p in name.split("/")]
-        return ", ".join(parts).replace("+", " + ")
+        """How a reader sees a condition or curve name (:func:`readable`); protocols may override it."""
+        return readable(name)
 
     def require_supported(self, spec: DatasetSpec) -> None:
         reason = self.unsupported(spec)
@@ -119,6 +116,14 @@ class Protocol(ABC):
     def describe(self) -> str:
         doc = (type(self).__doc__ or "").strip().splitlines()
         return doc[0] if doc else ""
+
+
+def readable(name: str) -> str:
+    """A condition or curve name for readers: ``text+audio`` -> ``text + audio``, ``full`` -> ``complete``,
+    ``gaussian/all`` -> ``gaussian, all modalities``, ``modality=text`` -> ``text``."""
+    words = {"full": "complete", "all": "all modalities", "modality=all": "all modalities"}
+    parts = [words.get(p, p.removeprefix("modality=")) for p in name.split("/")]
+    return ", ".join(parts).replace("+", " + ")
 
 
 def sequence_problem(protocol: str, spec: DatasetSpec, modalities: tuple[str, ...] | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -127,20 +128,40 @@ def run(
         raise typer.Exit(1)
 
 
+def _print_tables(tables: list) -> None:
+    """Result tables on stdout: rich tables (bold/underline as styles, split to the width) on a terminal,
+    Markdown otherwise (a file, a pipe), exactly as in the .md files."""
+    from reports.report import markdown_tables
+    from reports.terminal import rich_table
+
+    if console.is_terminal:
+        for table in tables:
+            console.print(rich_table(table, console.width))
+            console.print()
+    else:
+        console.print(markdown_tables(tables), soft_wrap=True, highlight=False, markup=False)
+        console.print()
+
+
+def _notes(notes: list[str]) -> None:
+    for note in notes:
+        console.print(f"Note: {note}.", highlight=False, markup=False)
+
+
 def _finish_report(run_dir: Path, metric: str | None) -> None:
-    """After ``run``: print each dataset's pattern table, then write the default report into RUN_DIR/report."""
+    """After ``run``: print each dataset's pattern table, then write the default report into RUN_DIR/report
+    (every format; tested against the reference the run declares)."""
     from reports.load import load_results
-    from reports.render import to_markdown
-    from reports.report import ReportOptions, headline_tables, write_report
+    from reports.report import ReportOptions, headline_tables, resolve_reference, write_report
     from reports.tables import StatsOptions
 
     try:
         results = load_results([run_dir], allow_partial=True)
-        reference = "vanilla_fusion" if "vanilla_fusion" in set(results.records["method"]) else None
-        options = ReportOptions(formats=("md", "latex", "csv"), stats=StatsOptions(reference=reference))
-        for table in headline_tables(results, metric, options):
-            console.print(to_markdown(table), soft_wrap=True, highlight=False, markup=False)
-            console.print()
+        reference, note = resolve_reference(results, "auto")
+        options = ReportOptions(stats=StatsOptions(reference=reference))
+        tables, notes = headline_tables(results, metric, options)
+        _print_tables(tables)
+        _notes([*notes, *([note] if note else [])])
         _, index = write_report(results, options, run_dir / "report")
     except (ValueError, UnknownNameError) as exc:
         err.print(f"report not written: {exc}", highlight=False, soft_wrap=True, markup=False)
@@ -224,47 +245,65 @@ def _protocol_table(validation: bool, conditions: bool) -> Table:
 
 @app.command()
 def report(
-    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories (several are merged).")],
-    format: Annotated[str, typer.Option(help="Comma list of md, latex, csv.")] = "md",
-    metric: Annotated[str | None, typer.Option(help="Comma list of metrics (default per task: acc2_non0,f1_non0,"
-                                                    "acc7,mae,corr; ua,wa,f1_weighted).")] = None,
-    reference: Annotated[str, typer.Option(help="Method the others are tested against, or 'none'.")] = "vanilla_fusion",
+    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories (several are merged).",
+                                                   metavar="RUN_DIR...")],
+    format: Annotated[str, typer.Option(help="Comma list of table formats: md, latex, csv.",
+                                        metavar="LIST")] = "md,latex,csv",
+    metric: Annotated[str | None, typer.Option(
+        help="Comma list of metrics (default per task: acc2_non0,f1_non0,acc7,mae,corr; ua,wa,f1_weighted). A "
+             "metric that does not apply to a dataset is noted, and the dataset keeps its defaults.",
+        metavar="LIST", show_default=False)] = None,
+    reference: Annotated[str, typer.Option(
+        help="Method the others are tested against: auto (the one the run declares), a method name, or none.",
+        metavar="NAME")] = "auto",
     test: Annotated[str, typer.Option(help="ttest or wilcoxon (over seeds), or randomization or bootstrap (over "
-                                           "test samples, from the stored predictions).")] = "ttest",
-    correction: Annotated[str, typer.Option(help="holm (headline tables), bh (large grids) or none.")] = "holm",
-    out: Annotated[Path | None, typer.Option(help="Report directory (default: RUN_DIR/report).")] = None,
+                                           "test samples, from the stored predictions).", metavar="NAME")] = "ttest",
+    correction: Annotated[str, typer.Option(help="holm (headline tables), bh (large grids) or none.",
+                                            metavar="NAME")] = "holm",
+    out: Annotated[Path | None, typer.Option(help="Report directory [default: RUN_DIR/report].", metavar="DIR",
+                                             show_default=False)] = None,
     allow_partial: Annotated[bool, typer.Option(help="Report non-reportable runs (captions say partial).")] = False,
     composite: Annotated[bool, typer.Option(help="Paper-style cells: all metrics in one cell (a / b / c).")] = False,
     reported: Annotated[bool, typer.Option(help="Add the papers' reported values (method cards) beside ours.")] = False,
     ci: Annotated[str, typer.Option(help="Intervals: t (over seeds) or bootstrap (over test samples, condition "
-                                         "tables).")] = "t",
+                                         "tables).", metavar="NAME")] = "t",
     all_pairs: Annotated[bool, typer.Option(help="Also test every pair of methods (CSV + index).")] = False,
-    figures: Annotated[str, typer.Option(help="Figures for the first metric, all metrics, or none.")] = "first",
-    plugin: Annotated[list[str] | None, typer.Option(help="Module to import first (method cards, metrics).")] = None,
+    figures: Annotated[str, typer.Option(help="Figures for the first metric, all metrics, or none.",
+                                         metavar="NAME")] = "first",
+    latex: Annotated[str, typer.Option(
+        help="LaTeX layout: single (a one-column article's text width), span (table* across a two-column page) "
+             "or column (one column of a two-column page).", metavar="NAME")] = "single",
+    plugin: Annotated[list[str] | None, typer.Option(help="Module to import first (method cards, metrics).",
+                                                     metavar="MODULE", show_default=False)] = None,
 ) -> None:
-    """Write tables (Markdown/LaTeX/CSV), figures and report.md from run directories, and print the Markdown
-    tables. Never trains or predicts: everything comes from the stored results."""
+    """Write tables (Markdown, LaTeX and CSV), figures and report.md from run directories, and print the tables.
+    Never trains or predicts: everything comes from the stored results."""
     from harness.config import split_list
     from harness.registry import import_plugin
     from reports.load import load_results
-    from reports.report import ReportOptions, markdown_tables, write_report
+    from reports.report import ReportOptions, metric_notes, resolve_reference, write_report
     from reports.tables import StatsOptions
 
     try:
         builtins.load()
         for module in plugin or []:
             import_plugin(module)
-        stats = StatsOptions(reference=None if reference == "none" else reference, test=test, correction=correction)
+        stats = StatsOptions(test=test, correction=correction)  # options are checked before any file is read
         options = ReportOptions(metrics=split_list(metric or ""), formats=split_list(format), stats=stats,
-                                composite=composite, reported=reported, ci=ci, all_pairs=all_pairs, figures=figures)
+                                composite=composite, reported=reported, ci=ci, all_pairs=all_pairs, figures=figures,
+                                latex=latex)
         if out is None and len(run_dirs) > 1:
             raise ValueError("several run directories are merged into one report: pass --out DIR")
         results = load_results(run_dirs, allow_partial=allow_partial)
+        ref, ref_note = resolve_reference(results, reference)
+        options = dataclasses.replace(options, stats=dataclasses.replace(stats, reference=ref))
         tables, index = write_report(results, options, out or run_dirs[0] / "report")
+        notes = [n for ns in metric_notes(results, options).values() for n in ns]
     except (ValueError, UnknownNameError, FileNotFoundError, ImportError) as exc:
         raise fail(str(exc)) from None
-    console.print(markdown_tables(tables), soft_wrap=True, highlight=False, markup=False)
-    console.print(f"\nReport: {index}", highlight=False, soft_wrap=True)
+    _print_tables(tables)
+    _notes([*notes, *([ref_note] if ref_note else [])])
+    console.print(f"Report: {index}", highlight=False, soft_wrap=True)
 
 
 @app.command()

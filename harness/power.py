@@ -27,6 +27,7 @@ Its power is therefore ``P(T > t_crit) + P(T < -t_crit)`` under ``scipy.stats.nc
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -46,18 +47,34 @@ def comparison_level(alpha: float, m: int, correction: str) -> float:
     return alpha if correction == "none" else alpha / max(1, m)
 
 
+def _power(d: float, n: np.ndarray, level: float) -> np.ndarray:
+    """Power for a standardised effect ``d = |delta| / sigma`` at every sample size in ``n`` (vectorised)."""
+    df = n - 1.0
+    crit = stats.t.ppf(1.0 - level / 2.0, df)
+    nc = abs(d) * np.sqrt(n)
+    with np.errstate(all="ignore"):
+        upper, lower = stats.nct.sf(crit, df, nc), stats.nct.cdf(-crit, df, nc)
+    # scipy's nct returns NaN deep in a tail (nc in the tens): there the lower tail is 0 and the upper 1.
+    return np.where(np.isfinite(upper), upper, 1.0) + np.where(np.isfinite(lower), lower, 0.0)
+
+
 def paired_t_power(effect: float, sd: float, n: int, level: float) -> float:
     """Power of the two-sided paired t-test with ``n`` pairs at ``level`` when the per-pair differences have
     mean ``effect`` and standard deviation ``sd`` (``scipy.stats.nct``, module docstring). NaN if n < 2 or
     ``sd`` is not positive."""
     if n < 2 or not np.isfinite(sd) or sd <= 0.0 or not np.isfinite(effect):
         return float("nan")
-    df = n - 1
-    crit = stats.t.ppf(1.0 - level / 2.0, df)
-    nc = abs(effect) * math.sqrt(n) / sd
-    upper, lower = float(stats.nct.sf(crit, df, nc)), float(stats.nct.cdf(-crit, df, nc))
-    # scipy's nct returns NaN deep in a tail (nc in the tens): there the lower tail is 0 and the upper 1.
-    return (upper if np.isfinite(upper) else 1.0) + (lower if np.isfinite(lower) else 0.0)
+    return float(_power(effect / sd, np.array([float(n)]), level)[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _standard_mde(n: int, level: float, power: float) -> float:
+    """The minimum detectable effect in units of sigma (it scales with sigma, so one solve per n and level)."""
+    high = 1.0
+    while _power(high, np.array([float(n)]), level)[0] < power:
+        high *= 2.0
+    return float(optimize.brentq(lambda d: _power(d, np.array([float(n)]), level)[0] - power, 0.0, high,
+                                 xtol=1e-10))
 
 
 def minimum_detectable_effect(sd: float, n: int, level: float, power: float = TARGET_POWER) -> float:
@@ -65,30 +82,35 @@ def minimum_detectable_effect(sd: float, n: int, level: float, power: float = TA
     ``sd``); NaN when not computable (n < 2, ``sd`` not positive)."""
     if n < 2 or not np.isfinite(sd) or sd <= 0.0:
         return float("nan")
-    high = sd
-    while paired_t_power(high, sd, n, level) < power:
-        high *= 2.0
-    return float(optimize.brentq(lambda e: paired_t_power(e, sd, n, level) - power, 0.0, high, xtol=1e-10 * sd))
+    return sd * _standard_mde(int(n), float(level), float(power))
 
 
 def seeds_needed(effect: float, sd: float, level: float, power: float = TARGET_POWER,
                  max_seeds: int = 100_000) -> int | None:
     """Smallest number of paired seeds (>= 2) at which a true difference ``effect`` is detected with probability
-    ``power``; None when the difference is zero, ``sd`` is not usable, or more than ``max_seeds`` would be needed."""
+    ``power``; None when the difference is zero, ``sd`` is not usable, or more than ``max_seeds`` would be needed.
+
+    The t-test needs at least the normal approximation's ``((z_{1-a/2} + z_power) / d)^2`` pairs and, past the
+    smallest n, only a few more: that window is searched at once, the rest by bisection (power rises with n)."""
     if not np.isfinite(effect) or effect == 0.0 or not np.isfinite(sd) or sd <= 0.0:
         return None
-    if paired_t_power(effect, sd, max_seeds, level) < power:
+    d = abs(effect) / sd
+    if _power(d, np.array([float(max_seeds)]), level)[0] < power:
         return None
-    low, high = 2, 2
-    while paired_t_power(effect, sd, high, level) < power:  # power rises with n: double, then bisect
-        low, high = high, high * 2
+    z = (stats.norm.ppf(1.0 - level / 2.0) + stats.norm.ppf(power)) / d
+    start = int(max(2, min(max_seeds, math.floor(z * z))))
+    window = np.arange(start, min(max_seeds, start + 64) + 1, dtype=float)
+    reached = np.flatnonzero(_power(d, window, level) >= power)
+    if reached.size and (reached[0] > 0 or start == 2):
+        return int(window[reached[0]])
+    low, high = (start + 64, max_seeds) if not reached.size else (2, start)  # outside the window: bisect
     while low < high:
         mid = (low + high) // 2
-        if paired_t_power(effect, sd, mid, level) >= power:
+        if _power(d, np.array([float(mid)]), level)[0] >= power:
             high = mid
         else:
             low = mid + 1
-    return min(high, max_seeds)
+    return high
 
 
 def detectable(sd: float, n: int, level: float, test: str = "ttest", power: float = TARGET_POWER) -> float:

@@ -81,21 +81,27 @@ class Column:
     """A table column: its header and one slot per metric (several = a composite ``a / b / c`` cell).
 
     ``reported`` columns show the papers' numbers (method cards) for the same slots, not our results.
+    ``group`` and ``head`` are for paper tables (LaTeX): columns sharing a ``group`` get one spanning header
+    above their ``head`` (default: the label), e.g. group ``gaussian/all`` over ``AUC``, ``ER``.
     """
 
     label: str
     slots: tuple[Slot, ...]
     reported: bool = False
+    group: str = ""
+    head: str = ""
 
 
 @dataclass(frozen=True)
 class StatsOptions:
-    """``test``: ``ttest`` or ``wilcoxon`` over seeds, or ``randomization`` / ``bootstrap`` over test samples
-    (need the stored predictions, see :mod:`reports.persample`; derived columns are then left untested).
+    """``reference``: the method every other is tested against (None: no marks; ``mibench report`` takes the one
+    the run declares, see :func:`reports.report.resolve_reference`). ``test``: ``ttest`` or ``wilcoxon`` over
+    seeds, or ``randomization`` / ``bootstrap`` over test samples (need the stored predictions, see
+    :mod:`reports.persample`; derived columns are then left untested).
     ``n_permutations`` is the number of permutations (randomization) or resamples (bootstrap) of a
     per-sample test."""
 
-    reference: str | None = "vanilla_fusion"
+    reference: str | None = None
     test: Literal["ttest", "wilcoxon", "randomization", "bootstrap"] = "ttest"
     correction: Correction = "holm"
     alpha: float = 0.05
@@ -129,6 +135,7 @@ class Table:
     reported: dict[CellKey, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     power: list[FamilyPower] = field(default_factory=list)
+    brief: list[tuple[str, bool, str | None]] = field(default_factory=list)  # LaTeX caption parts (captions.brief)
 
     def cell(self, method: str, slot: Slot) -> pd.Series | None:
         key = (method, slot.column, slot.metric)
@@ -245,24 +252,28 @@ def _power(values: pd.DataFrame, methods: Sequence[str], slots: Sequence[Slot], 
     """Power per comparison family (:mod:`harness.power`), and per comparison the columns ``diff`` (mean
     per-seed difference from the reference), ``diff_sd``, ``mde`` and ``seeds_needed`` of ``cells``. The family
     size is the correction family's: the comparisons of one metric with a computable p-value."""
-    for name in ("diff", "diff_sd", "mde", "seeds_needed"):
+    names = ["diff", "diff_sd", "mde", "seeds_needed"]
+    for name in names:
         cells[name] = np.nan
     ref = options.reference
     if ref is None or ref not in methods or len(methods) < 2:
         return []
     test = options.test if options.test in ("ttest", "wilcoxon") else "ttest"  # power is over seeds
-    families = []
+    families, rows = [], {}
     for metric, comps in _comparisons(values, methods, slots, ref).items():
         tested = cells.xs(metric, level="metric")["p_value"].notna().sum() if "p_value" in cells else 0
         m = int(tested) or sum(c.usable for c in comps)
         level = comparison_level(options.alpha, m, options.correction)
-        for c in comps:
-            if c.usable:
-                cells.loc[(c.method, c.column, metric), ["diff", "diff_sd", "mde", "seeds_needed"]] = [
-                    c.diff, c.sd, detectable(c.sd, c.n, level, test), needed(c.diff, c.sd, level, test) or np.nan]
+        for c in (c for c in comps if c.usable and (c.method, c.column, metric) in cells.index):
+            rows[(c.method, c.column, metric)] = [c.diff, c.sd, detectable(c.sd, c.n, level, test),
+                                                  needed(c.diff, c.sd, level, test) or np.nan]
         fam = family_power(metric, comps, options.alpha, options.correction, test, m=m)
         if fam is not None:
             families.append(fam)
+    if rows:
+        found = pd.DataFrame.from_dict(rows, orient="index", columns=names)
+        found.index = pd.MultiIndex.from_tuples(found.index, names=cells.index.names)
+        cells.update(found)
     return families
 
 

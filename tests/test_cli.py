@@ -38,16 +38,25 @@ def test_run_prints_a_table_per_dataset(run_dir: Path) -> None:
     assert (report / "figures" / "synth-mosi__heatmap__acc2_non0.png").is_file()
 
 
-def test_report_markdown(run_dir: Path) -> None:
+def test_report_with_a_metric_keeps_every_format_and_dataset(run_dir: Path) -> None:
     res = cli.invoke(app, ["report", str(run_dir), "--metric", "mae", "--allow-partial", "--figures", "none"])
     assert res.exit_code == 0, res.output
     tables = [[ln for ln in block.splitlines() if ln.startswith("|")] for block in res.output.split("\n\n")]
     tables = [t for t in tables if t]
-    assert len(tables) == 3  # overview, fixed_pattern, robustness summary (synth-mosi only: mae is regression)
+    # synth-mosi: overview, fixed_pattern and robustness of mae; synth-iemocap keeps its defaults (ua, wa, f1)
+    assert len(tables) == 3 + 7
     for lines in tables:
         assert lines[0].split("|")[1].strip() == "method"
         assert len({len(ln) for ln in lines}) == 1, "columns must be aligned"
     assert "lower is better" in res.output and "n = 1 seed;" in res.output
+    note = "metric mae does not apply to synth-iemocap, a classification dataset (mae is a regression metric)"
+    assert f"Note: {note}" in " ".join(res.output.split())
+    assert note in (run_dir / "report" / "report.md").read_text().replace("\n", " ")
+    files = {p.name for p in (run_dir / "report" / "tables").iterdir()}
+    for dataset in ("synth-mosi", "synth-iemocap"):
+        for suffix in (".md", ".tex", ".csv"):
+            assert f"{dataset}__overview{suffix}" in files and f"{dataset}__methods{suffix}" in files
+    assert "synth-mosi__fixed_pattern__mae.tex" in files and "synth-iemocap__fixed_pattern__ua.csv" in files
 
 
 def test_report_errors(run_dir: Path, tmp_path: Path) -> None:
@@ -153,3 +162,21 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path: Path) -> None:
     res = cli.invoke(app, ["run", "--device", "cuda", "--out", str(tmp_path / "r"), "--preset", "tiny"])
     assert res.exit_code == 2
     assert res.output.strip().count("\n") == 0 and "no CUDA GPU is available" in res.output
+
+
+def test_on_a_terminal_the_tables_are_rich_with_styles(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from harness import cli as cli_module
+
+    terminal = Console(force_terminal=True, width=80, record=True, color_system="standard")
+    monkeypatch.setattr(cli_module, "console", terminal)
+    res = cli.invoke(app, ["report", str(run_dir), "--allow-partial", "--figures", "none", "--format", "md"])
+    assert res.exit_code == 0, res.output
+    text = terminal.export_text(clear=False)
+    assert "**" not in text and "<ins>" not in text and "| method" not in text
+    assert "\x1b[1m" in terminal.export_text(styles=True)  # the best value in bold, as a style
+    assert max(len(line) for line in text.splitlines() if not line.startswith("Report: ")) <= 80  # a path is a path
+    assert "vanilla_fusion" in text and "mean (incomplete)" in text
+    md = (run_dir / "report" / "tables" / "synth-mosi__fixed_pattern__acc2_non0.md").read_text()
+    assert "**" in md and "| method" in md  # the files stay Markdown

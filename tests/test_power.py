@@ -52,6 +52,14 @@ def test_seeds_needed_reproduces_published_sample_sizes() -> None:
     assert seeds_needed(0.0, 1.0, 0.05) is None and seeds_needed(1e-6, 1.0, 0.05, max_seeds=1000) is None
 
 
+@pytest.mark.parametrize("level", [0.05, 0.05 / 24])
+def test_seeds_needed_is_the_first_sample_size_with_the_target_power(level: float) -> None:
+    for d in (0.05, 0.3, 1.0, 2.5, 8.0):
+        n = seeds_needed(d, 1.0, level)
+        assert n is not None and paired_t_power(d, 1.0, n, level) >= 0.8
+        assert n == 2 or paired_t_power(d, 1.0, n - 1, level) < 0.8
+
+
 def test_corrections_and_wilcoxon_floor() -> None:
     assert comparison_level(0.05, 24, "holm") == pytest.approx(0.05 / 24)
     assert comparison_level(0.05, 24, "bh") == pytest.approx(0.05 / 24)
