@@ -10,12 +10,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from harness import builtins
 from harness.cli_data import data_app
 from harness.config import build_run_config, parse_set
+from harness.progress import LogProgress, RichProgress
 from harness.registry import CORRUPTIONS, DATASETS, METHODS, METRICS, PROTOCOLS, UnknownNameError
 from harness.store import RunExistsError, RunStore
 
@@ -31,43 +31,12 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-class RichProgress:
-    """Progress bar over cells naming the cells that are executing and, for each, its epoch. The bar appears
-    only once the run starts, so an error found while checking the inputs is the only thing printed."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.p = progress
-        self.task = progress.add_task("cells", total=0)
-        self.running: dict[str, str] = {}
-        self.started_bar = False
-
-    def start(self, total: int, done: int) -> None:
-        self.p.update(self.task, total=total, completed=done)
-        self.p.start()
-        self.started_bar = True
-
-    def stop(self) -> None:
-        if self.started_bar:
-            self.p.update(self.task, description="cells")
-            self.p.stop()
-
-    def _show(self) -> None:
-        names = list(self.running.values())
-        shown = "; ".join(names[:2]) + (f" (+{len(names) - 2})" if len(names) > 2 else "")
-        self.p.update(self.task, description=shown or "waiting for workers")
-
-    def started(self, cell) -> None:
-        self.running[cell.id] = cell.label
-        self._show()
-
-    def epoch(self, cell, epoch: int, total: int) -> None:
-        self.running[cell.id] = f"{cell.label} · epoch {epoch}/{total}"
-        self._show()
-
-    def finished(self, cell, status: str, seconds: float) -> None:
-        self.running.pop(cell.id, None)
-        self.p.advance(self.task)
-        self._show()
+def _progress() -> RichProgress | LogProgress:
+    """A live display on a terminal; otherwise log lines (one per finished cell, a heartbeat every minute)."""
+    if err.is_terminal:
+        return RichProgress(err)
+    logging.getLogger("harness.progress").setLevel(logging.INFO)
+    return LogProgress()
 
 
 @app.command()
@@ -97,6 +66,8 @@ def run(
         "--standardize/--no-standardize", help="Z-score features with training-split statistics.")] = None,
     iemocap_classes: Annotated[str | None, typer.Option(
         help="IEMOCAP labels: 4, 6 or binary:<neutral|happy|sad|angry> (default 4).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (cells, protocols, condition counts, "
+                                                             "estimated time) and train nothing.")] = False,
 ) -> None:
     """Train every method on every dataset for every seed and evaluate under every protocol. Re-running the
     same command on the same --out resumes: finished cells are skipped."""
@@ -110,9 +81,9 @@ def run(
             workers=workers, executor=executor,
             nan_value=nan_value, pool=pool, standardize=standardize, iemocap_classes=iemocap_classes,
         )
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       console=err, transient=False, auto_refresh=True)
-        progress = RichProgress(bar)
+        if dry_run:
+            return _print_plan(cfg)
+        progress = _progress()
         try:
             summary = runner.run(cfg, progress, overwrite=overwrite, table_metric=metric)
         finally:
@@ -126,6 +97,48 @@ def run(
         for cell, reason in summary.failed.items():
             err.print(f"  {cell}: {reason}", highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(1)
+
+
+def _print_plan(cfg) -> None:
+    """``run --dry-run``: what the run would do (:mod:`harness.preview`); nothing is trained or written."""
+    from harness.preview import preview
+    from harness.progress import clock
+
+    p = preview(cfg)
+    plan = p.plan
+    console.print("Dry run: nothing is trained or written.", highlight=False)
+    where = f"holds a run with {len(p.done)} of {len(plan.cells)} cells done: the same config resumes it" \
+        if (plan.out / "run.json").is_file() else "new"
+    console.print(f"Run directory: {plan.out} ({where})", highlight=False, soft_wrap=True)
+    console.print(f"Cells: {len(plan.cells)} ({len(plan.datasets)} datasets x {len(plan.methods)} methods x "
+                  f"{len(plan.config.seeds)} seeds), {len(p.todo)} to train on {plan.device}, {p.workers} at a time",
+                  highlight=False)
+    table = Table("protocol", *plan.datasets, box=None, title="Conditions per dataset", title_justify="left")
+    for name in dict.fromkeys(q.protocol for q in p.protocols):
+        row = {q.dataset: ("skipped" if q.skipped else str(q.conditions)) for q in p.protocols if q.protocol == name}
+        version = next(q.version for q in p.protocols if q.protocol == name)
+        table.add_row(f"{name} v{version}", *(row.get(d, "–") for d in plan.datasets))
+    console.print(table)
+    for q in (q for q in p.protocols if q.skipped):
+        console.print(f"  skipped {q.protocol} on {q.dataset}: {q.skipped}", highlight=False, markup=False)
+    methods = Table("method", "cells to train", "stored timing (s per cell)", box=None)
+    for method in plan.methods:
+        cells = [c for c in p.todo if c.method == method]
+        seen = [s for d in plan.datasets for s in p.timings.get((d, method), [])]
+        methods.add_row(method, str(len(cells)), f"{sum(seen) / len(seen):.1f} (from {len(seen)} cells)" if seen
+                        else "none stored")
+    console.print(methods)
+    seconds, unknown = p.estimate()
+    known = len(p.todo) - unknown
+    if not p.todo:
+        console.print("Estimated time: nothing to train (every cell is done).")
+    elif known:
+        rest = f"; {unknown} cell(s) have no stored timing and are not counted" if unknown else ""
+        console.print(f"Estimated time: {clock(seconds)} of cell time for {known} cell(s), about "
+                      f"{clock(seconds / max(1, min(p.workers, known)))} at {p.workers} at a time{rest}.",
+                      highlight=False)
+    else:
+        console.print("Estimated time: unknown (no stored timings of these cells under this config).")
 
 
 def _print_tables(tables: list) -> None:
@@ -307,16 +320,53 @@ def report(
 
 
 @app.command()
-def status(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
-    """Show each cell's status in a run directory."""
+def status(run_dir: Annotated[Path, typer.Argument(help="A run directory (printed when its run starts).",
+                                                   metavar="RUN_DIR")]) -> None:
+    """Show a run's state: cells per status, each cell's timing, and an ETA while the run goes on."""
+    from harness import runs
+
     try:
-        meta = RunStore.read(run_dir).meta
-    except FileNotFoundError as exc:
+        store = RunStore.read(run_dir)
+    except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
-    table = Table("cell", "status", "detail", box=None)
-    for cell, entry in meta["cells"].items():
-        table.add_row(cell, entry["status"], entry.get("error", ""))
+    for line in runs.status_lines(store.meta, run_dir):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+    rows = runs.cell_table(store.meta)
+    table = Table(box=None)
+    for name in ("cell", "status", "started", "train s", "eval s"):
+        table.add_column(name, no_wrap=True, justify="right" if name.endswith(" s") else "left")
+    if any(row["detail"] for row in rows):
+        table.add_column("detail", overflow="fold")
+    for row in rows:
+        times = [f"{row[k]:.1f}" if row[k] is not None else "–" for k in ("train_s", "eval_s")]
+        detail = [escape(row["detail"])] if len(table.columns) > 5 else []
+        table.add_row(row["cell"], row["status"], runs.short_time(row["started_at"], year=False), *times, *detail)
     console.print(table)
+
+
+@app.command("runs")
+def runs_(home: Annotated[Path | None, typer.Argument(
+        help="Folder holding run directories [default: $MIBENCH_HOME/runs].", metavar="DIR",
+        show_default=False)] = None) -> None:
+    """List the runs under $MIBENCH_HOME/runs (or DIR): state, cells done, config summary and dates."""
+    from harness import runs
+    from harness.config import default_out_dir
+
+    folder = home or default_out_dir("-").parent
+    found, skipped = runs.list_runs(folder)
+    if not found:
+        console.print(f"No runs under {folder}.", highlight=False, soft_wrap=True)
+    table = Table(box=None)
+    for name in ("run", "state", "cells", "started", "updated"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("config", overflow="fold")
+    for r in found:
+        table.add_row(r.path.name, r.state, f"{r.done}/{r.total}", r.started, r.updated, r.config)
+    if found:
+        console.print(f"Runs under {folder}:", highlight=False, soft_wrap=True)
+        console.print(table)
+    for line in skipped:
+        err.print(f"skipped {line}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.callback(invoke_without_command=True)

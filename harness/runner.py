@@ -53,9 +53,9 @@ class Driver:
     def __init__(self, store: RunStore, summary: Summary, progress: Progress | None, code: dict[str, Any]) -> None:
         self.store, self.summary, self.progress, self.code = store, summary, progress, code
 
-    def start(self, total: int, done: int) -> None:
+    def start(self, total: int, done: int, out: Path, todo: list[Cell]) -> None:
         if self.progress:
-            self.progress.start(total, done)
+            self.progress.start(total, done, out, todo)
 
     def started(self, cell: Cell) -> None:
         self.store.mark(cell.id, "running", started_at=now())
@@ -122,7 +122,7 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
     summary = Summary(plan.out, [], {}, [c.id for c in plan.cells if store.is_done(c.id)])
     todo = [c for c in plan.cells if not store.is_done(c.id)]
     if progress:
-        progress.start(len(plan.cells), len(summary.skipped))
+        progress.start(len(plan.cells), len(summary.skipped), plan.out, todo)
     units = group_cells(plan, todo, stack=1, stackable={})
     executor = choose(plan, units)
     code = meta["git"]  # the code that trains this session's cells, recorded per cell

@@ -66,11 +66,66 @@ def test_report_errors(run_dir: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "not a mibench run directory" in res.output
 
 
-def test_status(run_dir: Path) -> None:
+def test_status(run_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
     from harness.registry import METHODS
 
+    n = 2 * len(METHODS.resolve(["all"]))
     res = cli.invoke(app, ["status", str(run_dir)])
-    assert res.exit_code == 0 and res.output.count("done") == 2 * len(METHODS.resolve(["all"]))
+    assert res.exit_code == 0, res.output
+    assert f"Cells: {n}/{n} done" in res.output and "(finished, not reportable;" in res.output
+    rows = [ln for ln in res.output.splitlines() if "__seed0" in ln]
+    assert len(rows) == n and all(re.search(r" done +\d\d-\d\d \d\d:\d\d +\d+\.\d +\d+\.\d", r) for r in rows)
+    assert "ETA" not in res.output  # a finished run
+    # the same run caught mid-way: two cells running, one queued, no reportability mark yet
+    live = tmp_path / "live"
+    shutil.copytree(run_dir, live)
+    meta = json.loads((live / "run.json").read_text())
+    meta.pop("reportable")
+    cells = list(meta["cells"])
+    for cell in cells[:2]:
+        meta["cells"][cell].update(status="running", started_at=meta["cells"][cell]["started_at"])
+    meta["cells"][cells[2]].update(status="queued")
+    (live / "run.json").write_text(json.dumps(meta))
+    res = cli.invoke(app, ["status", str(live)])
+    assert res.exit_code == 0, res.output
+    assert f"Cells: {n - 3}/{n} done · 2 running · 1 queued" in res.output
+    assert "(unfinished: running, or stopped before the end;" in res.output
+    assert re.search(r"ETA: (\d+:\d\d:\d\d|\?) if the run is still going", res.output)
+
+
+def test_runs_lists_the_runs_under_mibench_home(run_dir: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    monkeypatch.setenv("MIBENCH_HOME", str(tmp_path))
+    res = cli.invoke(app, ["runs"])
+    assert res.exit_code == 0 and "No runs under" in res.output
+    shutil.copytree(run_dir, tmp_path / "runs" / "0123abcd")
+    (tmp_path / "runs" / "not-a-run").mkdir()
+    res = cli.invoke(app, ["runs"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    row = next(ln for ln in res.output.splitlines() if "0123abcd" in ln)
+    assert "partial" in row and re.search(r"(\d+)/\1", row) and "synth-mosi, synth-iemocap · 1 seeds · tiny" in row
+    assert "not-a-run" not in res.output
+
+
+def test_dry_run_prints_the_plan_and_trains_nothing(run_dir: Path, tmp_path: Path) -> None:
+    res = cli.invoke(app, ["run", "--dry-run", "--methods", "vanilla_fusion,modality_dropout", "--datasets",
+                           "synth-mosi,synth-iemocap", "--seeds", "3", "--out", str(tmp_path / "new"), *FAST])
+    assert res.exit_code == 0, res.output
+    assert "Dry run: nothing is trained or written." in res.output and not (tmp_path / "new").exists()
+    assert "Cells: 12 (2 datasets x 2 methods x 3 seeds), 12 to train" in res.output
+    assert re.search(r"fixed_pattern v\d +7 +7", res.output)
+    # on the run directory of the module's run: timings are stored, seeds 1 and 2 are still to train
+    res = cli.invoke(app, ["run", "--dry-run", "--methods", "all", "--datasets", "synth-mosi,synth-iemocap",
+                           "--seeds", "3", "--out", str(run_dir), *FAST])
+    assert res.exit_code == 0, res.output
+    assert "cells done: the same config resumes it" in res.output
+    assert re.search(r"vanilla_fusion +4 +\d+\.\d \(from 2 cells\)", res.output)
+    assert re.search(r"Estimated time: \d+:\d\d:\d\d of cell time for \d+ cell\(s\)", res.output)
 
 
 @pytest.mark.parametrize("kind", ["methods", "datasets", "metrics", "protocols"])
