@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from reports.methods import MethodTable, display_rows
 from reports.names import method_labels
 from reports.render import LATEX, cell_text, latex_escape, latex_label
 from reports.tables import NOT_COMPUTABLE, Column, Table
+from reports.texwidth import text_pt
 
 
 @dataclass(frozen=True)
@@ -54,22 +55,6 @@ SEP = 3.0  # \tabcolsep
 MARGIN = 1.04  # estimated widths are multiplied by this before they are compared with the budget
 ROW = 11.0  # \small baselineskip
 NOTE_LINE = 9.5  # \footnotesize baselineskip
-
-# cmr10 advance widths in em, grouped; characters LaTeX draws from other fonts (math, escapes) use theirs.
-_WIDTHS = {" !',.:;[]`il": 0.278, "fj": 0.306, "-": 0.333, "I": 0.361, "()t": 0.389, "rs": 0.395,
-           "cez": 0.444, "?": 0.472, "\"$*/0123456789\\^agotu{}~_": 0.5, "J": 0.514, "kqvxy": 0.528,
-           "bdhnpuS": 0.556, "Z": 0.611, "L": 0.625, "F": 0.653, "EP": 0.681, "B": 0.708, "CTw": 0.722,
-           "R": 0.736, "AHNUVXY": 0.75, "D": 0.764, "&+=@KOQ<>±×≥≤": 0.778, "G": 0.785, "#%m": 0.833,
-           "M": 0.917, "|→—": 1.0, "W": 1.028, "†‡": 0.444, "–↑↓": 0.5, "·": 0.278}
-_EM = {ch: w for chars, w in _WIDTHS.items() for ch in chars}
-# Computer Modern's smaller optical sizes are relatively wider (cmr7's digits are 0.569 em, cmr10's 0.5).
-_OPTICAL = {10: 1.0, 9: 1.028, 8: 1.063, 7: 1.139, 6: 1.222, 5: 1.362}
-_BOLD = 1.16
-
-
-def text_pt(text: str, size: int = 9, bold: bool = False) -> float:
-    """Estimated width in pt of plain ``text`` set at ``size`` pt (Computer Modern)."""
-    return sum(_EM.get(ch, 0.6) for ch in text) * size * _OPTICAL.get(size, 1.0) * (_BOLD if bold else 1.0)
 
 
 @dataclass
@@ -270,7 +255,6 @@ class Fragment:
     cols: list[Col]
     brief: list[tuple[str, bool, str | None]]
     note: str
-    floats: list[str] = field(default_factory=list)
 
 
 def render(frag: Fragment, layout: Layout) -> str:

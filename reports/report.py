@@ -33,6 +33,7 @@ from reports.load import Results
 from reports.methods import MethodTable, cell_frame, method_table, selection_text
 from reports.persample import bootstrap_intervals, persample_pvalues
 from reports.render import RENDERERS, to_latex, to_markdown
+from reports.scope import DEFAULT_METRICS, HEADLINE, check_reference, metric_choice, resolve_reference
 from reports.tables import PER_SAMPLE_TESTS, StatsOptions, Table, build_table
 from reports.views import (
     View,
@@ -46,12 +47,10 @@ from reports.views import (
     with_reported,
 )
 
-DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
-    "regression": ("acc2_non0", "f1_non0", "acc7", "mae", "corr"),
-    "classification": ("ua", "wa", "f1_weighted"),  # the headline (UA, MMIN's selection metric) first: figures use it
-}
-HEADLINE: dict[str, str] = {"regression": "acc2_non0", "classification": "ua"}
 FORMATS = tuple(RENDERERS)
+__all__ = ["DEFAULT_METRICS", "FORMATS", "HEADLINE", "ReportOptions", "build_tables", "headline_tables",
+           "markdown_tables", "method_tables", "metric_notes", "metrics_by_dataset", "resolve_reference",
+           "write_report"]
 
 
 @dataclass(frozen=True)
@@ -88,68 +87,14 @@ class ReportOptions:
             METRICS.get(metric)  # unknown name: error with suggestions
 
 
-def _metric_choice(results: Results, options: ReportOptions) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Per dataset, the metrics to report and the notes saying which requested metrics it lacks and why."""
-    rec = results.records
-    recorded = {d: set(rec.loc[rec["dataset"] == d, "metric"]) for d in rec["dataset"].unique()}
-    missing = [m for m in options.metrics if not any(m in have for have in recorded.values())]
-    if missing:
-        available = ", ".join(f"{d}: {', '.join(sorted(h))}" for d, h in recorded.items())
-        raise ValueError(f"no records for metric(s) {missing}; available: {available}")
-    chosen: dict[str, list[str]] = {}
-    notes: dict[str, list[str]] = {}
-    for dataset, have in recorded.items():
-        task = results.tasks.get(dataset, "")
-        default = [m for m in DEFAULT_METRICS.get(task, tuple(sorted(have))) if m in have]
-        wanted = [m for m in (options.metrics or default) if m in have]
-        absent = [m for m in options.metrics if m not in have]
-        if absent:
-            why = "; ".join(f"{m} is a {METRICS.get(m).task} metric" for m in absent)
-            instead = "" if wanted else f"; its default metrics {', '.join(default)} are reported instead"
-            notes[dataset] = [f"metric {', '.join(absent)} does not apply to {dataset}, a {task or 'unknown-task'} "
-                              f"dataset ({why}){instead}"]
-        chosen[dataset] = wanted or default
-    return {d: ms for d, ms in chosen.items() if ms}, notes
-
-
 def metrics_by_dataset(results: Results, options: ReportOptions) -> dict[str, list[str]]:
-    """The metrics to report per dataset; ``ValueError`` if a requested metric is recorded nowhere. A dataset
-    none of whose records has a requested metric keeps its task's default metrics (:func:`metric_notes`)."""
-    return _metric_choice(results, options)[0]
+    """The metrics to report per dataset (:func:`reports.scope.metric_choice`)."""
+    return metric_choice(results, options.metrics)[0]
 
 
 def metric_notes(results: Results, options: ReportOptions) -> dict[str, list[str]]:
     """Per dataset, a note for each requested metric that does not apply to it (for report.md and the console)."""
-    return _metric_choice(results, options)[1]
-
-
-def resolve_reference(results: Results, requested: str = "auto") -> tuple[str | None, str | None]:
-    """The reference method and a note when there is none. ``auto``: the method the runs declare (``run.json``
-    key ``reference``, set from the run or the method cards); ``none``: no reference; otherwise the name given.
-    Runs declaring different references need an explicit name."""
-    if requested == "none":
-        return None, None
-    if requested != "auto":
-        return requested, None
-    declared = sorted({str(r.meta["reference"]) for r in results.runs if r.meta.get("reference")})
-    if len(declared) > 1:
-        raise ValueError(f"the runs declare different reference methods ({', '.join(declared)}); pass "
-                         "--reference NAME (or none)")
-    if not declared:
-        return None, ("no reference method is declared in run.json (key 'reference'), so there are no significance "
-                      "marks; pass --reference NAME to test every method against one")
-    if declared[0] not in set(results.records["method"]):
-        return None, (f"the declared reference {declared[0]} has no results here, so there are no significance "
-                      "marks; pass --reference NAME to test against another method")
-    return declared[0], None
-
-
-def check_reference(results: Results, options: ReportOptions) -> None:
-    ref = options.stats.reference
-    methods = sorted(results.records["method"].unique())
-    if ref is not None and ref not in methods:
-        raise ValueError(f"reference method {ref!r} is not in the results; methods: {', '.join(methods)} "
-                         "(or --reference none for no significance marks)")
+    return metric_choice(results, options.metrics)[1]
 
 
 def _slug(*parts: str) -> str:
@@ -221,7 +166,7 @@ def _persample(results: Results, view: View, options: ReportOptions,
 
 def build_tables(results: Results, options: ReportOptions) -> list[Table]:
     """Every table of the report, numbers and captions included, in report order."""
-    check_reference(results, options)
+    check_reference(results, options.stats.reference)
     rng = np.random.default_rng(options.rng_seed)
     reasons = _reasons(results)
     records = collapse_draws(results.records)
@@ -251,7 +196,7 @@ def headline_tables(results: Results, metric: str | None, options: ReportOptions
     """Per dataset, the fixed_pattern table of ``metric`` (default: the task's headline, ua for classification,
     acc2_non0 for regression), and a note for each dataset ``metric`` does not apply to (it shows its
     headline instead); datasets without fixed_pattern records are skipped."""
-    check_reference(results, options)
+    check_reference(results, options.stats.reference)
     tables, notes = [], []
     cells = cell_frame(results)
     for dataset in results.records["dataset"].unique():
