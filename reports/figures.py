@@ -267,7 +267,8 @@ def _curve_figures(records: pd.DataFrame, dataset: str, metric: str, out: Path) 
             if one["severity"].isna().any() or one.duplicated(["method", "seed", "severity"]).any():
                 log.warning("%s: curve %r needs one finite severity per condition; not drawn", dataset, curve)
                 continue
-            panel = condition_label(str(protocol), short_curve(str(protocol), str(curve)) or str(curve))
+            short = short_curve(str(protocol), str(curve))
+            panel = condition_label(str(protocol), short) if short else ""  # a curve named like its protocol
             panels[panel] = aggregate(one, by=("method", "severity"))
             xlabels[panel] = severity_label(str(protocol), str(curve))
         if not panels:
