@@ -185,9 +185,11 @@ def _finish_report(run_dir: Path, metric: str | None) -> None:
 
 @app.command("list")
 def list_(
-    kind: Annotated[str, typer.Argument(help="methods, datasets, metrics, protocols or corruptions")],
-    validation: Annotated[bool, typer.Option(help="Also list the held-out validation family.")] = False,
-    conditions: Annotated[bool, typer.Option(help="List every protocol condition (on synth-mosi, tiny).")] = False,
+    kind: Annotated[str, typer.Argument(help="methods, datasets, metrics, protocols or corruptions",
+                                        metavar="KIND")],
+    validation: Annotated[bool, typer.Option(help="Also list the held-out validation family.", metavar="")] = False,
+    conditions: Annotated[bool, typer.Option(help="List every protocol condition (on synth-mosi, tiny).",
+                                             metavar="")] = False,
 ) -> None:
     """List what is registered."""
     try:
@@ -273,14 +275,18 @@ def report(
                                            "test samples, from the stored predictions).", metavar="NAME")] = "ttest",
     correction: Annotated[str, typer.Option(help="holm (headline tables), bh (large grids) or none.",
                                             metavar="NAME")] = "holm",
-    out: Annotated[Path | None, typer.Option(help="Report directory [default: RUN_DIR/report].", metavar="DIR",
-                                             show_default=False)] = None,
-    allow_partial: Annotated[bool, typer.Option(help="Report non-reportable runs (captions say partial).")] = False,
-    composite: Annotated[bool, typer.Option(help="Paper-style cells: all metrics in one cell (a / b / c).")] = False,
-    reported: Annotated[bool, typer.Option(help="Add the papers' reported values (method cards) beside ours.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Report directory.", metavar="DIR",
+                                             show_default="RUN_DIR/report")] = None,
+    allow_partial: Annotated[bool, typer.Option(help="Report non-reportable runs (captions say partial).",
+                                                metavar="")] = False,
+    composite: Annotated[bool, typer.Option(help="Paper-style cells: all metrics in one cell (a / b / c).",
+                                            metavar="")] = False,
+    reported: Annotated[bool, typer.Option(help="Add the papers' reported values (method cards) beside ours.",
+                                           metavar="")] = False,
     ci: Annotated[str, typer.Option(help="Intervals: t (over seeds) or bootstrap (over test samples, condition "
                                          "tables).", metavar="NAME")] = "t",
-    all_pairs: Annotated[bool, typer.Option(help="Also test every pair of methods (CSV + index).")] = False,
+    all_pairs: Annotated[bool, typer.Option(help="Also test every pair of methods (CSV + index).",
+                                            metavar="")] = False,
     figures: Annotated[str, typer.Option(help="Figures for the first metric, all metrics, or none.",
                                          metavar="NAME")] = "first",
     latex: Annotated[str, typer.Option(
@@ -289,7 +295,8 @@ def report(
     plugin: Annotated[list[str] | None, typer.Option(help="Module to import first (method cards, metrics).",
                                                      metavar="MODULE", show_default=False)] = None,
 ) -> None:
-    """Write tables (Markdown, LaTeX and CSV), figures and report.md from run directories, and print the tables.
+    """Write tables (Markdown, LaTeX, CSV), figures and report.md from run directories; print the tables.
+
     Never trains or predicts: everything comes from the stored results."""
     from harness.config import split_list
     from harness.registry import import_plugin
@@ -322,7 +329,7 @@ def report(
 @app.command()
 def status(run_dir: Annotated[Path, typer.Argument(help="A run directory (printed when its run starts).",
                                                    metavar="RUN_DIR")]) -> None:
-    """Show a run's state: cells per status, each cell's timing, and an ETA while the run goes on."""
+    """A run's state: cells per status, each cell's timing, an ETA while it goes on."""
     from harness import runs
 
     try:
@@ -346,9 +353,8 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run directory (printe
 
 @app.command("runs")
 def runs_(home: Annotated[Path | None, typer.Argument(
-        help="Folder holding run directories [default: $MIBENCH_HOME/runs].", metavar="DIR",
-        show_default=False)] = None) -> None:
-    """List the runs under $MIBENCH_HOME/runs (or DIR): state, cells done, config summary and dates."""
+        help="Folder holding run directories.", metavar="DIR", show_default="$MIBENCH_HOME/runs")] = None) -> None:
+    """The runs under $MIBENCH_HOME/runs (or DIR): state, cells done, dates, config."""
     from harness import runs
     from harness.config import default_out_dir
 
@@ -370,7 +376,9 @@ def runs_(home: Annotated[Path | None, typer.Argument(
 
 
 @app.callback(invoke_without_command=True)
-def main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def main(ctx: typer.Context, verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Log progress details (INFO) from every part of mibench, e.g. skipped protocols, "
+                                "selected epochs, executors.", metavar="")] = False) -> None:
     """With no command, runs the embedded default: every method on the synthetic datasets (small preset)."""
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
