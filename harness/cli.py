@@ -14,7 +14,7 @@ from rich.table import Table
 
 from harness import builtins
 from harness.cli_data import data_app
-from harness.config import build_run_config, parse_set
+from harness.config import RunConfig, build_run_config, parse_set
 from harness.progress import LogProgress, RichProgress
 from harness.registry import CORRUPTIONS, DATASETS, METHODS, METRICS, PROTOCOLS, UnknownNameError
 from harness.store import RunExistsError, RunStore
@@ -31,6 +31,13 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+_RUN = RunConfig()  # the defaults --help shows
+
+
+def _flag(name: str) -> str:
+    return name if getattr(_RUN, name) else f"no-{name}"
+
+
 def _progress() -> RichProgress | LogProgress:
     """A live display on a terminal; otherwise log lines (one per finished cell, a heartbeat every minute)."""
     if err.is_terminal:
@@ -41,33 +48,52 @@ def _progress() -> RichProgress | LogProgress:
 
 @app.command()
 def run(
-    methods: Annotated[str | None, typer.Option(help="Comma list, 'all', or globs like 'modal_immune*'.")] = None,
-    datasets: Annotated[str | None, typer.Option(help="Comma list of NAME or NAME=PATH.")] = None,
-    seeds: Annotated[str | None, typer.Option(help="A count (3 -> 0,1,2) or a comma list.")] = None,
+    methods: Annotated[str | None, typer.Option(help="Comma list, 'all', or globs like 'modal_immune*'.",
+                                                metavar="LIST", show_default=",".join(_RUN.methods))] = None,
+    datasets: Annotated[str | None, typer.Option(help="Comma list of NAME or NAME=PATH.", metavar="LIST",
+                                                 show_default=",".join(_RUN.datasets))] = None,
+    seeds: Annotated[str | None, typer.Option(help="A count (3 -> 0,1,2) or a comma list.", metavar="N|LIST",
+                                              show_default=str(len(_RUN.seeds)))] = None,
     protocols: Annotated[str | None, typer.Option(
-        help="Comma list of protocols, globs, or 'all' (every test protocol). Default: the standard set "
-             "fixed_pattern,random_missing,noise.")] = None,
-    preset: Annotated[str | None, typer.Option(help="Synthetic data size: tiny, small or full.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run directory (default: $MIBENCH_HOME/runs/<hash>).")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Folder searched for real datasets.")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML config file; command-line options win.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Method option KEY=VALUE or METHOD.KEY=VALUE")] = None,
-    plugin: Annotated[list[str] | None, typer.Option(help="Module to import first (registers methods...).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Discard an existing run in --out with a different config.")] = False,
-    metric: Annotated[str | None, typer.Option(help="Metric of the final table (default per task).")] = None,
-    threads: Annotated[int | None, typer.Option(help="Torch intra-op CPU threads (default 1: tiny models).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Parallel cell processes (default 0: one per CPU core).")] = None,
+        help="Comma list of protocols, globs, or 'all' (every test protocol).", metavar="LIST",
+        show_default=",".join(_RUN.protocols))] = None,
+    preset: Annotated[str | None, typer.Option(help="Synthetic data size: tiny, small or full.", metavar="NAME",
+                                               show_default=_RUN.preset)] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory.", metavar="DIR",
+                                             show_default="$MIBENCH_HOME/runs/<config hash>")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.", metavar="NAME",
+                                               show_default=_RUN.device)] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder searched for real datasets.", metavar="DIR",
+                                                  show_default="$MIBENCH_DATA, then $MIBENCH_HOME/data")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file; command-line options win.", metavar="FILE",
+                                                show_default=False)] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Method option KEY=VALUE or METHOD.KEY=VALUE "
+                                                   "(repeatable).", metavar="KEY=VALUE", show_default=False)] = None,
+    plugin: Annotated[list[str] | None, typer.Option(help="Module to import first (registers methods...); "
+                                                     "repeatable.", metavar="MODULE", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Discard an existing run in --out with a different config.",
+                                            metavar="")] = False,
+    metric: Annotated[str | None, typer.Option(help="Metric of the final table.", metavar="NAME",
+                                               show_default="per task: acc2_non0 or ua")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch intra-op CPU threads (tiny models: 1).", metavar="N",
+                                                show_default=str(_RUN.threads))] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel cell processes (0: one per CPU core).", metavar="N",
+                                                show_default=str(_RUN.workers))] = None,
     executor: Annotated[str | None, typer.Option(
-        help="How units of work run: auto, sequential or process (default auto).")] = None,
-    nan_value: Annotated[float | None, typer.Option(help="Value replacing NaN/inf features (default 0).")] = None,
-    pool: Annotated[bool | None, typer.Option("--pool/--no-pool", help="Mean-pool sequences over time.")] = None,
+        help="How units of work run: auto, sequential or process.", metavar="NAME",
+        show_default=_RUN.executor)] = None,
+    nan_value: Annotated[float | None, typer.Option(help="Value replacing NaN/inf features.", metavar="X",
+                                                    show_default=f"{_RUN.nan_value:g}")] = None,
+    pool: Annotated[bool | None, typer.Option("--pool/--no-pool", help="Mean-pool sequences over time.",
+                                              metavar="", show_default=_flag("pool"))] = None,
     standardize: Annotated[bool | None, typer.Option(
-        "--standardize/--no-standardize", help="Z-score features with training-split statistics.")] = None,
+        "--standardize/--no-standardize", help="Z-score features with training-split statistics.", metavar="",
+        show_default=_flag("standardize"))] = None,
     iemocap_classes: Annotated[str | None, typer.Option(
-        help="IEMOCAP labels: 4, 6 or binary:<neutral|happy|sad|angry> (default 4).")] = None,
+        help="IEMOCAP labels: 4, 6 or binary:<neutral|happy|sad|angry>.", metavar="VIEW",
+        show_default=_RUN.iemocap_classes)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (cells, protocols, condition counts, "
-                                                             "estimated time) and train nothing.")] = False,
+                                                             "estimated time) and train nothing.", metavar="")] = False,
 ) -> None:
     """Train every method on every dataset for every seed and evaluate under every protocol. Re-running the
     same command on the same --out resumes: finished cells are skipped."""

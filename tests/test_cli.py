@@ -235,3 +235,16 @@ def test_on_a_terminal_the_tables_are_rich_with_styles(run_dir: Path, monkeypatc
     assert "vanilla_fusion" in text and "mean (incomplete)" in text
     md = (run_dir / "report" / "tables" / "synth-mosi__fixed_pattern__acc2_non0.md").read_text()
     assert "**" in md and "| method" in md  # the files stay Markdown
+
+
+@pytest.mark.parametrize("command", [["run"], ["report"], ["status"], ["runs"], ["list"], ["data", "info"], []])
+def test_help_shows_readable_types_and_defaults(command: list[str]) -> None:
+    res = cli.invoke(app, [*command, "--help"], env={"COLUMNS": "120"})
+    assert res.exit_code == 0, res.output
+    options = [ln for ln in res.output.splitlines() if "--" in ln and "--help" not in ln]
+    assert not any("<bool>" in ln or "<list[" in ln or "<str>" in ln for ln in options), res.output
+    if command == ["run"]:
+        assert "[default: (all)]" in res.output and "[default: (fixed_pattern,random_missing,noise)]" in res.output
+        assert "--dry-run" in res.output and "[default: (3)]" in res.output
+    if not command:
+        assert "Log progress details" in res.output  # --verbose says what it does
