@@ -204,7 +204,8 @@ class Reported:
 
 @dataclass(frozen=True)
 class MethodCard:
-    """Paper, reference code and reported numbers, so reports can show reproduced beside reported."""
+    """Paper, reference code and reported numbers, so reports can show reproduced beside reported. ``label``
+    names the method in figures and paper tables (reports fall back to the registry name when it is empty)."""
 
     paper: str
     url: str = ""
@@ -212,6 +213,7 @@ class MethodCard:
     reported: tuple[Reported, ...] = ()
     notes: str = ""
     reference: bool = False  # the no-robustness reference the others are tested against (one per run)
+    label: str = ""
 
 
 class Method(nn.Module, ABC):

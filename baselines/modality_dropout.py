@@ -57,6 +57,7 @@ class ModalityDropout(VanillaFusion):
 
     Config = ModalityDropoutConfig
     card = MethodCard(
+        label="ModDrop",
         paper="Neverova, Wolf, Taylor, Nebout: ModDrop: adaptive multi-modal gesture recognition, TPAMI 2016; "
               "as the 'missing-data augmentation' baseline of Zhao et al., ACL 2021 (MMIN)",
         url="https://arxiv.org/abs/1501.00102",

@@ -48,6 +48,7 @@ class VanillaFusion(Method):
     Config = VanillaFusionConfig
     stackable = True  # standard stage, vmap-able layers (LSTMs run as lstm_scan when stacked)
     card = MethodCard(
+        label="Vanilla fusion",
         paper="Late-fusion baseline as in MultiBench (Liang et al., NeurIPS 2021 D&B) and MMSA's LF-DNN",
         url="https://arxiv.org/abs/2107.07502",
         code="pliang279/MultiBench (fusions/common_fusions.py Concat); thuiar/MMSA (models/singleTask/LF_DNN.py)",

@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
@@ -74,6 +74,10 @@ class Protocol(ABC):
     # True for a tuning family (validation split only): the evaluator refuses it on the test split, and refuses
     # test protocols when tuning, so tuning never sees a test corruption and a test report never a tuning one.
     held_out: ClassVar[bool] = False
+    # How reports name it (empty: the registry name), and the x-axis title of its severity curves, keyed by a
+    # "/"-part of the curve's name ("gaussian" in "noise/gaussian/all"). Presentation only: not in the digest.
+    label: ClassVar[str] = ""
+    severity_units: ClassVar[Mapping[str, str]] = {}
 
     @abstractmethod
     def conditions(self, spec: DatasetSpec, stats: FeatureStats | None = None) -> list[Condition]:
@@ -90,6 +94,14 @@ class Protocol(ABC):
         """
         return None
 
+    def severity_label(self, curve: str) -> str:
+        """The axis title of ``curve``'s severity values (its ``severity_units`` entry), else ``severity``."""
+        return next((self.severity_units[p] for p in curve.split("/") if p in self.severity_units), "severity")
+
+    def condition_label(self, name: str) -> str:
+        """How a reader sees a condition or curve name (:func:`readable`); protocols may override it."""
+        return readable(name)
+
     def require_supported(self, spec: DatasetSpec) -> None:
         reason = self.unsupported(spec)
         if reason:
@@ -104,6 +116,14 @@ class Protocol(ABC):
     def describe(self) -> str:
         doc = (type(self).__doc__ or "").strip().splitlines()
         return doc[0] if doc else ""
+
+
+def readable(name: str) -> str:
+    """A condition or curve name for readers: ``text+audio`` -> ``text + audio``, ``full`` -> ``complete``,
+    ``gaussian/all`` -> ``gaussian, all modalities``, ``modality=text`` -> ``text``."""
+    words = {"full": "complete", "all": "all modalities", "modality=all": "all modalities"}
+    parts = [words.get(p, p.removeprefix("modality=")) for p in name.split("/")]
+    return ", ".join(parts).replace("+", " + ")
 
 
 def sequence_problem(protocol: str, spec: DatasetSpec, modalities: tuple[str, ...] | None) -> str | None:

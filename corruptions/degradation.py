@@ -93,6 +93,8 @@ class FrameMissing(Protocol):
     name = "frame_missing"
     version = 1
     family = "masking"
+    label = "frame masking"
+    severity_units = {"frame_missing": "frame masking rate r"}
     paper = "TFR-Net (Yuan et al., ACM MM 2021); LNLN (Zhang et al., NeurIPS 2024); CIDer (2025) STMFM"
 
     rates: tuple[float, ...] = LNLN_RATES
@@ -126,6 +128,8 @@ class Noise(Protocol):
     name = "noise"
     version = 1
     family = "noise"
+    label = "feature noise"
+    severity_units = {"gaussian": "noise-to-signal amplitude ratio", "impulse": "impulse rate p (share of values)"}
     paper = "MultiBench (Liang et al., NeurIPS 2021 D&B); ModalImmune (Fu et al., 2026), Table 6 (impulse noise)"
 
     snr_db: tuple[float, ...] = (20.0, 10.0, 5.0, 0.0)
@@ -165,6 +169,8 @@ class NoiseMultiBench(Protocol):
     name = "noise_multibench"
     version = 1
     family = "noise"
+    label = "MultiBench noise"
+    severity_units = {"noise_multibench": "noise level (std, drop rate)"}
     paper = "MultiBench (Liang et al., NeurIPS 2021 D&B), robust_audio/robust_vision/robust_timeseries"
 
     levels: tuple[float, ...] = LNLN_RATES  # i/10, i = 0..9
@@ -190,6 +196,8 @@ class Temporal(Protocol):
     name = "temporal"
     version = 1
     family = "temporal"
+    label = "temporal corruption"
+    severity_units = {"shuffle": "share of time steps shuffled", "shift": "shift k (time steps)"}
     paper = "misalignment as in MulT's unaligned setting (Tsai et al., ACL 2019); shuffle as an order-robustness probe"
 
     shuffle_fractions: tuple[float, ...] = (0.25, 0.5, 1.0)

@@ -93,6 +93,8 @@ class PartialCorruption(Protocol):
     name = "partial_corruption"
     version = 1
     family = "partial"
+    label = "partial corruption"
+    severity_units = {"partial_corruption": "share of test samples corrupted"}
     paper = "ModalImmune (Fu et al., 2026), Table 6 (fractions and severities: mibench's choice, gap #11)"
 
     recipe: tuple[Step, ...] = MODALIMMUNE_T6

@@ -84,6 +84,7 @@ class FixedPattern(Protocol):
     name = "fixed_pattern"
     version = 2  # v2: samples with none of the pattern's modalities are left out of its metric
     family = "removal"
+    label = "missing-modality patterns"
     paper = "MMIN (Zhao et al., ACL 2021), Table 3; ModalImmune (Fu et al., 2026), Table 3"
 
     available: tuple[tuple[str, ...], ...] | None = None
@@ -126,6 +127,8 @@ class RandomMissing(Protocol):
     name = "random_missing"
     version = 1
     family = "removal"
+    label = "random modality missing"
+    severity_units = {"random_missing": "drop probability r (per modality)"}
     paper = "GCNet (Lian et al., TPAMI 2023); IMDer (Wang et al., NeurIPS 2023); ModalImmune (Fu et al., 2026), Table 4"
 
     rates: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -155,6 +158,8 @@ class MissingRate(RandomMissing):
     name = "missing_rate"
     version = 1
     family = "removal"
+    label = "missing rate"
+    severity_units = {"missing_rate": "missing rate r (share of modalities)"}
     paper = ("GCNet (Lian et al., TPAMI 2023) and CPM-Net (Zhang et al., TPAMI 2020) missing rate; ModalImmune "
              "(Fu et al., 2026), Table 4")
 

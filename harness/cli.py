@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -9,12 +10,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from harness import builtins
 from harness.cli_data import data_app
-from harness.config import build_run_config, parse_set
+from harness.config import RunConfig, build_run_config, parse_set
+from harness.progress import LogProgress, RichProgress
 from harness.registry import CORRUPTIONS, DATASETS, METHODS, METRICS, PROTOCOLS, UnknownNameError
 from harness.store import RunExistsError, RunStore
 
@@ -30,92 +31,90 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-class RichProgress:
-    """Progress bar over cells naming the cells that are executing and, for each, its epoch. The bar appears
-    only once the run starts, so an error found while checking the inputs is the only thing printed."""
+_RUN = RunConfig()  # the defaults --help shows
 
-    def __init__(self, progress: Progress) -> None:
-        self.p = progress
-        self.task = progress.add_task("cells", total=0)
-        self.running: dict[str, str] = {}
-        self.started_bar = False
 
-    def start(self, total: int, done: int) -> None:
-        self.p.update(self.task, total=total, completed=done)
-        self.p.start()
-        self.started_bar = True
+def _flag(name: str) -> str:
+    return name if getattr(_RUN, name) else f"no-{name}"
 
-    def stop(self) -> None:
-        if self.started_bar:
-            self.p.update(self.task, description="cells")
-            self.p.stop()
 
-    def _show(self) -> None:
-        names = list(self.running.values())
-        shown = "; ".join(names[:2]) + (f" (+{len(names) - 2})" if len(names) > 2 else "")
-        self.p.update(self.task, description=shown or "waiting for workers")
-
-    def started(self, cell) -> None:
-        self.running[cell.id] = cell.label
-        self._show()
-
-    def epoch(self, cell, epoch: int, total: int) -> None:
-        self.running[cell.id] = f"{cell.label} · epoch {epoch}/{total}"
-        self._show()
-
-    def finished(self, cell, status: str, seconds: float) -> None:
-        self.running.pop(cell.id, None)
-        self.p.advance(self.task)
-        self._show()
+def _progress() -> RichProgress | LogProgress:
+    """A live display on a terminal; otherwise log lines (one per finished cell, a heartbeat every minute)."""
+    if err.is_terminal:
+        return RichProgress(err)
+    logging.getLogger("harness.progress").setLevel(logging.INFO)
+    return LogProgress()
 
 
 @app.command()
 def run(
-    methods: Annotated[str | None, typer.Option(help="Comma list, 'all', or globs like 'modal_immune*'.")] = None,
-    datasets: Annotated[str | None, typer.Option(help="Comma list of NAME or NAME=PATH.")] = None,
-    seeds: Annotated[str | None, typer.Option(help="A count (3 -> 0,1,2) or a comma list.")] = None,
+    methods: Annotated[str | None, typer.Option(help="Comma list, 'all', or globs like 'modal_immune*'.",
+                                                metavar="LIST", show_default=",".join(_RUN.methods))] = None,
+    datasets: Annotated[str | None, typer.Option(help="Comma list of NAME or NAME=PATH.", metavar="LIST",
+                                                 show_default=",".join(_RUN.datasets))] = None,
+    seeds: Annotated[str | None, typer.Option(help="A count (3 -> 0,1,2) or a comma list.", metavar="N|LIST",
+                                              show_default=str(len(_RUN.seeds)))] = None,
     protocols: Annotated[str | None, typer.Option(
-        help="Comma list of protocols, globs, or 'all' (every test protocol). Default: the standard set "
-             "fixed_pattern,random_missing,noise.")] = None,
-    preset: Annotated[str | None, typer.Option(help="Synthetic data size: tiny, small or full.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run directory (default: $MIBENCH_HOME/runs/<hash>).")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Folder searched for real datasets.")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML config file; command-line options win.")] = None,
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Method option KEY=VALUE or METHOD.KEY=VALUE; backbone.KEY=VALUE sets the shared backbone.")
-    ] = None,
-    plugin: Annotated[list[str] | None, typer.Option(help="Module to import first (registers methods...).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Discard an existing run in --out with a different config.")] = False,
-    metric: Annotated[str | None, typer.Option(help="Metric of the final table (default per task).")] = None,
-    threads: Annotated[int | None, typer.Option(help="Torch intra-op CPU threads (default 1: tiny models).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Parallel cell processes (default 0: one per CPU core).")] = None,
+        help="Comma list of protocols, globs, or 'all' (every test protocol).", metavar="LIST",
+        show_default=",".join(_RUN.protocols))] = None,
+    preset: Annotated[str | None, typer.Option(help="Synthetic data size: tiny, small or full.", metavar="NAME",
+                                               show_default=_RUN.preset)] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory.", metavar="DIR",
+                                             show_default="$MIBENCH_HOME/runs/<config hash>")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.", metavar="NAME",
+                                               show_default=_RUN.device)] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder searched for real datasets.", metavar="DIR",
+                                                  show_default="$MIBENCH_DATA, then $MIBENCH_HOME/data")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file; command-line options win.", metavar="FILE",
+                                                show_default=False)] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Method option KEY=VALUE or METHOD.KEY=VALUE; "
+                                                   "backbone.KEY=VALUE sets the shared backbone (repeatable).",
+                                                   metavar="KEY=VALUE", show_default=False)] = None,
+    plugin: Annotated[list[str] | None, typer.Option(help="Module to import first (registers methods...); "
+                                                     "repeatable.", metavar="MODULE", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Discard an existing run in --out with a different config.",
+                                            metavar="")] = False,
+    metric: Annotated[str | None, typer.Option(help="Metric of the final table.", metavar="NAME",
+                                               show_default="per task: acc2_non0 or ua")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch intra-op CPU threads (tiny models: 1).", metavar="N",
+                                                show_default=str(_RUN.threads))] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel cell processes (0: one per CPU core).", metavar="N",
+                                                show_default=str(_RUN.workers))] = None,
     executor: Annotated[str | None, typer.Option(
-        help="How units of work run: auto, sequential, process or stacked (default auto: stacked seed groups on "
-             "a GPU, worker processes on a CPU).")] = None,
+        help="How units of work run: auto (stacked seed groups on a GPU, worker processes on a CPU), sequential, "
+             "process or stacked.", metavar="NAME", show_default=_RUN.executor)] = None,
     stack: Annotated[int | None, typer.Option(
-        help="Seeds per stacked group for methods that stack (default 0: all seeds when stacking, else 1).")] = None,
+        help="Seeds per stacked group for methods that stack (0: all seeds when stacking, else 1).", metavar="K",
+        show_default=str(_RUN.stack))] = None,
     compile: Annotated[bool | None, typer.Option(
-        "--compile/--no-compile", help="torch.compile the stacked step (default off; on a CPU it only costs "
-                                       "compile time).")] = None,
+        "--compile/--no-compile", help="torch.compile the stacked step (on a CPU it only costs compile time).",
+        metavar="", show_default=_flag("compile"))] = None,
     select: Annotated[str | None, typer.Option(
         help="Model selection for every method, on validation: complete (all modalities), incomplete (mean over "
-             "the incomplete patterns, MMIN's protocol) or all (mean over every pattern). Default complete.")] = None,
+             "the incomplete patterns, MMIN's protocol) or all (mean over every pattern).", metavar="POLICY",
+        show_default=_RUN.select)] = None,
     select_metric: Annotated[str | None, typer.Option(
-        help="Validation metric of the selection (default auto: mae for regression, ua for classification).")] = None,
+        help="Validation metric of the selection (auto: mae for regression, ua for classification).",
+        metavar="NAME", show_default=_RUN.select_metric)] = None,
     backbone: Annotated[str | None, typer.Option(
         help="shared (every method uses the run's backbone and budget; --set backbone.KEY=VALUE changes it) or "
-             "paper (every method its paper's own settings; one method: --set METHOD.backbone=paper).")] = None,
+             "paper (every method its paper's own settings; one method: --set METHOD.backbone=paper).",
+        metavar="MODE", show_default=_RUN.backbone)] = None,
     reference: Annotated[str | None, typer.Option(
-        help="Method the others are tested against in the report: auto (the declared reference), a name, or none.")
-    ] = None,
-    nan_value: Annotated[float | None, typer.Option(help="Value replacing NaN/inf features (default 0).")] = None,
-    pool: Annotated[bool | None, typer.Option("--pool/--no-pool", help="Mean-pool sequences over time.")] = None,
+        help="Method the others are tested against in the report: auto (the declared reference), a name, or none.",
+        metavar="NAME", show_default=_RUN.reference)] = None,
+    nan_value: Annotated[float | None, typer.Option(help="Value replacing NaN/inf features.", metavar="X",
+                                                    show_default=f"{_RUN.nan_value:g}")] = None,
+    pool: Annotated[bool | None, typer.Option("--pool/--no-pool", help="Mean-pool sequences over time.",
+                                              metavar="", show_default=_flag("pool"))] = None,
     standardize: Annotated[bool | None, typer.Option(
-        "--standardize/--no-standardize",
-        help="Z-score features with training-split statistics (default: on).")] = None,
+        "--standardize/--no-standardize", help="Z-score features with training-split statistics.", metavar="",
+        show_default=_flag("standardize"))] = None,
     iemocap_classes: Annotated[str | None, typer.Option(
-        help="IEMOCAP labels: 4, 6 or binary:<neutral|happy|sad|angry> (default 4).")] = None,
+        help="IEMOCAP labels: 4, 6 or binary:<neutral|happy|sad|angry>.", metavar="VIEW",
+        show_default=_RUN.iemocap_classes)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (cells, protocols, condition counts, "
+                                                             "estimated time) and train nothing.", metavar="")] = False,
 ) -> None:
     """Train every method on every dataset for every seed and evaluate under every protocol. Re-running the
     same command on the same --out resumes: finished cells are skipped."""
@@ -131,9 +130,9 @@ def run(
             reference=reference,
             nan_value=nan_value, pool=pool, standardize=standardize, iemocap_classes=iemocap_classes,
         )
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       console=err, transient=False, auto_refresh=True)
-        progress = RichProgress(bar)
+        if dry_run:
+            return _print_plan(cfg)
+        progress = _progress()
         try:
             summary = runner.run(cfg, progress, overwrite=overwrite, table_metric=metric)
         finally:
@@ -149,20 +148,82 @@ def run(
         raise typer.Exit(1)
 
 
+def _print_plan(cfg) -> None:
+    """``run --dry-run``: what the run would do (:mod:`harness.preview`); nothing is trained or written."""
+    from harness.preview import preview
+    from harness.progress import clock
+
+    p = preview(cfg)
+    plan = p.plan
+    console.print("Dry run: nothing is trained or written.", highlight=False)
+    where = f"holds a run with {len(p.done)} of {len(plan.cells)} cells done: the same config resumes it" \
+        if (plan.out / "run.json").is_file() else "new"
+    console.print(f"Run directory: {plan.out} ({where})", highlight=False, soft_wrap=True)
+    console.print(f"Cells: {len(plan.cells)} ({len(plan.datasets)} datasets x {len(plan.methods)} methods x "
+                  f"{len(plan.config.seeds)} seeds), {len(p.todo)} to train on {plan.device}, {p.workers} at a time",
+                  highlight=False)
+    table = Table("protocol", *plan.datasets, box=None, title="Conditions per dataset", title_justify="left")
+    for name in dict.fromkeys(q.protocol for q in p.protocols):
+        row = {q.dataset: ("skipped" if q.skipped else str(q.conditions)) for q in p.protocols if q.protocol == name}
+        version = next(q.version for q in p.protocols if q.protocol == name)
+        table.add_row(f"{name} v{version}", *(row.get(d, "–") for d in plan.datasets))
+    console.print(table)
+    for q in (q for q in p.protocols if q.skipped):
+        console.print(f"  skipped {q.protocol} on {q.dataset}: {q.skipped}", highlight=False, markup=False)
+    methods = Table("method", "cells to train", "stored timing (s per cell)", box=None)
+    for method in plan.methods:
+        cells = [c for c in p.todo if c.method == method]
+        seen = [s for d in plan.datasets for s in p.timings.get((d, method), [])]
+        methods.add_row(method, str(len(cells)), f"{sum(seen) / len(seen):.1f} (from {len(seen)} cells)" if seen
+                        else "none stored")
+    console.print(methods)
+    seconds, unknown = p.estimate()
+    known = len(p.todo) - unknown
+    if not p.todo:
+        console.print("Estimated time: nothing to train (every cell is done).")
+    elif known:
+        rest = f"; {unknown} cell(s) have no stored timing and are not counted" if unknown else ""
+        console.print(f"Estimated time: {clock(seconds)} of cell time for {known} cell(s), about "
+                      f"{clock(seconds / max(1, min(p.workers, known)))} at {p.workers} at a time{rest}.",
+                      highlight=False)
+    else:
+        console.print("Estimated time: unknown (no stored timings of these cells under this config).")
+
+
+def _print_tables(tables: list) -> None:
+    """Result tables on stdout: rich tables (bold/underline as styles, split to the width) on a terminal,
+    Markdown otherwise (a file, a pipe), exactly as in the .md files."""
+    from reports.report import markdown_tables
+    from reports.terminal import rich_table
+
+    if console.is_terminal:
+        for table in tables:
+            console.print(rich_table(table, console.width))
+            console.print()
+    else:
+        console.print(markdown_tables(tables), soft_wrap=True, highlight=False, markup=False)
+        console.print()
+
+
+def _notes(notes: list[str]) -> None:
+    for note in notes:
+        console.print(f"Note: {note}.", highlight=False, markup=False)
+
+
 def _finish_report(run_dir: Path, metric: str | None) -> None:
-    """After ``run``: print each dataset's pattern table, then write the default report into RUN_DIR/report."""
+    """After ``run``: print each dataset's pattern table, then write the default report into RUN_DIR/report
+    (every format; tested against the reference the run declares)."""
     from reports.load import load_results
-    from reports.render import to_markdown
-    from reports.report import ReportOptions, headline_tables, write_report
+    from reports.report import ReportOptions, headline_tables, resolve_reference, write_report
     from reports.tables import StatsOptions
 
     try:
         results = load_results([run_dir], allow_partial=True)
-        reference = RunStore.read(run_dir).meta.get("reference")  # declared by the run (a method card or --reference)
-        options = ReportOptions(formats=("md", "latex", "csv"), stats=StatsOptions(reference=reference))
-        for table in headline_tables(results, metric, options):
-            console.print(to_markdown(table), soft_wrap=True, highlight=False, markup=False)
-            console.print()
+        reference, note = resolve_reference(results, "auto")
+        options = ReportOptions(stats=StatsOptions(reference=reference))
+        tables, notes = headline_tables(results, metric, options)
+        _print_tables(tables)
+        _notes([*notes, *([note] if note else [])])
         _, index = write_report(results, options, run_dir / "report")
     except (ValueError, UnknownNameError) as exc:
         err.print(f"report not written: {exc}", highlight=False, soft_wrap=True, markup=False)
@@ -173,9 +234,11 @@ def _finish_report(run_dir: Path, metric: str | None) -> None:
 
 @app.command("list")
 def list_(
-    kind: Annotated[str, typer.Argument(help="methods, datasets, metrics, protocols or corruptions")],
-    validation: Annotated[bool, typer.Option(help="Also list the held-out validation family.")] = False,
-    conditions: Annotated[bool, typer.Option(help="List every protocol condition (on synth-mosi, tiny).")] = False,
+    kind: Annotated[str, typer.Argument(help="methods, datasets, metrics, protocols or corruptions",
+                                        metavar="KIND")],
+    validation: Annotated[bool, typer.Option(help="Also list the held-out validation family.", metavar="")] = False,
+    conditions: Annotated[bool, typer.Option(help="List every protocol condition (on synth-mosi, tiny).",
+                                             metavar="")] = False,
 ) -> None:
     """List what is registered."""
     try:
@@ -246,67 +309,125 @@ def _protocol_table(validation: bool, conditions: bool) -> Table:
 
 @app.command()
 def report(
-    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories (several are merged).")],
-    format: Annotated[str, typer.Option(help="Comma list of md, latex, csv.")] = "md",
-    metric: Annotated[str | None, typer.Option(help="Comma list of metrics (default per task: acc2_non0,f1_non0,"
-                                                    "acc7,mae,corr; ua,wa,f1_weighted).")] = None,
+    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories (several are merged).",
+                                                   metavar="RUN_DIR...")],
+    format: Annotated[str, typer.Option(help="Comma list of table formats: md, latex, csv.",
+                                        metavar="LIST")] = "md,latex,csv",
+    metric: Annotated[str | None, typer.Option(
+        help="Comma list of metrics (default per task: acc2_non0,f1_non0,acc7,mae,corr; ua,wa,f1_weighted). A "
+             "metric that does not apply to a dataset is noted, and the dataset keeps its defaults.",
+        metavar="LIST", show_default=False)] = None,
     reference: Annotated[str, typer.Option(
-        help="Method the others are tested against: auto (the reference the run recorded), a name, or none.")] = "auto",
+        help="Method the others are tested against: auto (the one the run declares), a method name, or none.",
+        metavar="NAME")] = "auto",
     test: Annotated[str, typer.Option(help="ttest or wilcoxon (over seeds), or randomization or bootstrap (over "
-                                           "test samples, from the stored predictions).")] = "ttest",
-    correction: Annotated[str, typer.Option(help="holm (headline tables), bh (large grids) or none.")] = "holm",
-    out: Annotated[Path | None, typer.Option(help="Report directory (default: RUN_DIR/report).")] = None,
-    allow_partial: Annotated[bool, typer.Option(help="Report non-reportable runs (captions say partial).")] = False,
-    composite: Annotated[bool, typer.Option(help="Paper-style cells: all metrics in one cell (a / b / c).")] = False,
-    reported: Annotated[bool, typer.Option(help="Add the papers' reported values (method cards) beside ours.")] = False,
+                                           "test samples, from the stored predictions).", metavar="NAME")] = "ttest",
+    correction: Annotated[str, typer.Option(help="holm (headline tables), bh (large grids) or none.",
+                                            metavar="NAME")] = "holm",
+    out: Annotated[Path | None, typer.Option(help="Report directory.", metavar="DIR",
+                                             show_default="RUN_DIR/report")] = None,
+    allow_partial: Annotated[bool, typer.Option(help="Report non-reportable runs (captions say partial).",
+                                                metavar="")] = False,
+    composite: Annotated[bool, typer.Option(help="Paper-style cells: all metrics in one cell (a / b / c).",
+                                            metavar="")] = False,
+    reported: Annotated[bool, typer.Option(help="Add the papers' reported values (method cards) beside ours.",
+                                           metavar="")] = False,
     ci: Annotated[str, typer.Option(help="Intervals: t (over seeds) or bootstrap (over test samples, condition "
-                                         "tables).")] = "t",
-    all_pairs: Annotated[bool, typer.Option(help="Also test every pair of methods (CSV + index).")] = False,
-    figures: Annotated[str, typer.Option(help="Figures for the first metric, all metrics, or none.")] = "first",
-    plugin: Annotated[list[str] | None, typer.Option(help="Module to import first (method cards, metrics).")] = None,
+                                         "tables).", metavar="NAME")] = "t",
+    all_pairs: Annotated[bool, typer.Option(help="Also test every pair of methods (CSV + index).",
+                                            metavar="")] = False,
+    figures: Annotated[str, typer.Option(help="Figures for the first metric, all metrics, or none.",
+                                         metavar="NAME")] = "first",
+    latex: Annotated[str, typer.Option(
+        help="LaTeX layout: single (a one-column article's text width), span (table* across a two-column page) "
+             "or column (one column of a two-column page).", metavar="NAME")] = "single",
+    plugin: Annotated[list[str] | None, typer.Option(help="Module to import first (method cards, metrics).",
+                                                     metavar="MODULE", show_default=False)] = None,
 ) -> None:
-    """Write tables (Markdown/LaTeX/CSV), figures and report.md from run directories, and print the Markdown
-    tables. Never trains or predicts: everything comes from the stored results."""
+    """Write tables (Markdown, LaTeX, CSV), figures and report.md from run directories; print the tables.
+
+    Never trains or predicts: everything comes from the stored results."""
     from harness.config import split_list
     from harness.registry import import_plugin
     from reports.load import load_results
-    from reports.report import ReportOptions, markdown_tables, write_report
+    from reports.report import ReportOptions, metric_notes, resolve_reference, write_report
     from reports.tables import StatsOptions
 
     try:
         builtins.load()
         for module in plugin or []:
             import_plugin(module)
-        if reference == "auto":  # the first run's declared reference (run.json), if it recorded one
-            reference = RunStore.read(run_dirs[0]).meta.get("reference") or "none"
-        stats = StatsOptions(reference=None if reference == "none" else reference, test=test, correction=correction)
+        stats = StatsOptions(test=test, correction=correction)  # options are checked before any file is read
         options = ReportOptions(metrics=split_list(metric or ""), formats=split_list(format), stats=stats,
-                                composite=composite, reported=reported, ci=ci, all_pairs=all_pairs, figures=figures)
+                                composite=composite, reported=reported, ci=ci, all_pairs=all_pairs, figures=figures,
+                                latex=latex)
         if out is None and len(run_dirs) > 1:
             raise ValueError("several run directories are merged into one report: pass --out DIR")
         results = load_results(run_dirs, allow_partial=allow_partial)
+        ref, ref_note = resolve_reference(results, reference)
+        options = dataclasses.replace(options, stats=dataclasses.replace(stats, reference=ref))
         tables, index = write_report(results, options, out or run_dirs[0] / "report")
+        notes = [n for ns in metric_notes(results, options).values() for n in ns]
     except (ValueError, UnknownNameError, FileNotFoundError, ImportError) as exc:
         raise fail(str(exc)) from None
-    console.print(markdown_tables(tables), soft_wrap=True, highlight=False, markup=False)
-    console.print(f"\nReport: {index}", highlight=False, soft_wrap=True)
+    _print_tables(tables)
+    _notes([*notes, *([ref_note] if ref_note else [])])
+    console.print(f"Report: {index}", highlight=False, soft_wrap=True)
 
 
 @app.command()
-def status(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
-    """Show each cell's status in a run directory."""
+def status(run_dir: Annotated[Path, typer.Argument(help="A run directory (printed when its run starts).",
+                                                   metavar="RUN_DIR")]) -> None:
+    """A run's state: cells per status, each cell's timing, an ETA while it goes on."""
+    from harness import runs
+
     try:
-        meta = RunStore.read(run_dir).meta
-    except FileNotFoundError as exc:
+        store = RunStore.read(run_dir)
+    except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
-    table = Table("cell", "status", "detail", box=None)
-    for cell, entry in meta["cells"].items():
-        table.add_row(cell, entry["status"], entry.get("error", ""))
+    for line in runs.status_lines(store.meta, run_dir):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+    rows = runs.cell_table(store.meta)
+    table = Table(box=None)
+    for name in ("cell", "status", "started", "train s", "eval s"):
+        table.add_column(name, no_wrap=True, justify="right" if name.endswith(" s") else "left")
+    if any(row["detail"] for row in rows):
+        table.add_column("detail", overflow="fold")
+    for row in rows:
+        times = [f"{row[k]:.1f}" if row[k] is not None else "–" for k in ("train_s", "eval_s")]
+        detail = [escape(row["detail"])] if len(table.columns) > 5 else []
+        table.add_row(row["cell"], row["status"], runs.short_time(row["started_at"], year=False), *times, *detail)
     console.print(table)
 
 
+@app.command("runs")
+def runs_(home: Annotated[Path | None, typer.Argument(
+        help="Folder holding run directories.", metavar="DIR", show_default="$MIBENCH_HOME/runs")] = None) -> None:
+    """The runs under $MIBENCH_HOME/runs (or DIR): state, cells done, dates, config."""
+    from harness import runs
+    from harness.config import default_out_dir
+
+    folder = home or default_out_dir("-").parent
+    found, skipped = runs.list_runs(folder)
+    if not found:
+        console.print(f"No runs under {folder}.", highlight=False, soft_wrap=True)
+    table = Table(box=None)
+    for name in ("run", "state", "cells", "started", "updated"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("config", overflow="fold")
+    for r in found:
+        table.add_row(r.path.name, r.state, f"{r.done}/{r.total}", r.started, r.updated, r.config)
+    if found:
+        console.print(f"Runs under {folder}:", highlight=False, soft_wrap=True)
+        console.print(table)
+    for line in skipped:
+        err.print(f"skipped {line}", highlight=False, soft_wrap=True, markup=False)
+
+
 @app.callback(invoke_without_command=True)
-def main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def main(ctx: typer.Context, verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Log progress details (INFO) from every part of mibench, e.g. skipped protocols, "
+                                "selected epochs, executors.", metavar="")] = False) -> None:
     """With no command, runs the embedded default: every method on the synthetic datasets (small preset)."""
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -32,18 +32,21 @@ def _options(path: str | None, data_dir: Path | None, iemocap_classes: str, nan_
                        iemocap_classes=iemocap_classes, nan_value=nan_value, trust_pickle=trust_pickle)
 
 
-DataDir = Annotated[Path | None, typer.Option(help="Folder searched for the dataset's conventional file names.")]
-Classes = Annotated[str, typer.Option(help="IEMOCAP label view: 4, 6 or binary:<neutral|happy|sad|angry>.")]
-NanValue = Annotated[float, typer.Option(help="Value that replaces NaN and +-inf features.")]
+DataDir = Annotated[Path | None, typer.Option(help="Folder searched for the dataset's conventional file names.",
+                                              metavar="DIR", show_default=False)]
+Classes = Annotated[str, typer.Option(help="IEMOCAP label view: 4, 6 or binary:<neutral|happy|sad|angry>.",
+                                      metavar="VIEW")]
+NanValue = Annotated[float, typer.Option(help="Value that replaces NaN and +-inf features.", metavar="X")]
 
 
 @data_app.command()
 def info(
-    dataset: Annotated[str, typer.Argument(help="NAME or NAME=PATH, e.g. mosi=~/data/MOSI/Processed/aligned_50.pkl")],
+    dataset: Annotated[str, typer.Argument(help="NAME or NAME=PATH, e.g. mosi=~/data/MOSI/Processed/aligned_50.pkl",
+                                           metavar="DATASET")],
     data_dir: DataDir = None,
     iemocap_classes: Classes = "4",
     nan_value: NanValue = 0.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.", metavar="")] = False,
 ) -> None:
     """Detected format, split sizes, dims and lengths, label statistics, NaN/inf replaced."""
     from harness.datasets.summary import describe
@@ -96,14 +99,16 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 @data_app.command()
 def convert(
-    src: Annotated[str, typer.Argument(help="A supported file, or NAME=FILE.")],
-    dst: Annotated[Path, typer.Argument(help="Output file, ending in .npz.")],
-    dataset: Annotated[str | None, typer.Option(help="mosi, mosei or iemocap (needed for sentiment files).")] = None,
+    src: Annotated[str, typer.Argument(help="A supported file, or NAME=FILE.", metavar="SRC")],
+    dst: Annotated[Path, typer.Argument(help="Output file, ending in .npz.", metavar="DST")],
+    dataset: Annotated[str | None, typer.Option(help="mosi, mosei or iemocap (needed for sentiment files).",
+                                                metavar="NAME", show_default=False)] = None,
     iemocap_classes: Classes = "4",
     nan_value: NanValue = 0.0,
-    trust_pickle: Annotated[bool, typer.Option(help="Unpickle without restrictions (only for files you trust).")
+    trust_pickle: Annotated[bool, typer.Option(help="Unpickle without restrictions (only for files you trust).",
+                                               metavar="")
                             ] = False,
-    force: Annotated[bool, typer.Option(help="Overwrite DST if it exists.")] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite DST if it exists.", metavar="")] = False,
 ) -> None:
     """Convert any supported file to mibench's .npz layout (identical tensors, no pickle inside)."""
     from harness.datasets.real import convert as convert_file

@@ -30,7 +30,8 @@ MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A metric and how to read it. ``task`` says which datasets it applies to."""
+    """A metric and how to read it. ``task`` says which datasets it applies to; ``label`` is its name in figures
+    and paper tables (reports fall back to ``name`` when it is empty)."""
 
     name: str
     fn: MetricFn
@@ -39,6 +40,7 @@ class MetricSpec:
     scale: float = 100.0
     fmt: str = "{:.1f}"
     description: str = ""
+    label: str = ""
 
     def __call__(self, pred: np.ndarray, target: np.ndarray) -> float:
         return float(self.fn(np.asarray(pred), np.asarray(target)))
@@ -47,10 +49,10 @@ class MetricSpec:
         return self.fmt.format(value * self.scale)
 
 
-def _metric(name: str, task: str, higher: bool, scale: float = 100.0, fmt: str = "{:.1f}"):
+def _metric(name: str, task: str, higher: bool, scale: float = 100.0, fmt: str = "{:.1f}", label: str = ""):
     def add(fn: MetricFn) -> MetricFn:
         doc = (fn.__doc__ or "").strip().splitlines()
-        METRICS.add(name, MetricSpec(name, fn, task, higher, scale, fmt, doc[0] if doc else ""))
+        METRICS.add(name, MetricSpec(name, fn, task, higher, scale, fmt, doc[0] if doc else "", label))
         return fn
 
     return add
@@ -76,51 +78,51 @@ def weighted_f1(true: np.ndarray, pred: np.ndarray, average: str = "weighted") -
     return float(np.sum(f1s_a * support_a) / support_a.sum())
 
 
-@_metric("acc2_has0", "regression", True)
+@_metric("acc2_has0", "regression", True, label="Acc-2 (has-0)")
 def acc2_has0(p: np.ndarray, t: np.ndarray) -> float:
     """Binary accuracy, negative vs non-negative (0 labels count positive), all samples."""
     return float(np.mean((p >= 0) == (t >= 0))) if t.size else float("nan")
 
 
-@_metric("f1_has0", "regression", True)
+@_metric("f1_has0", "regression", True, label="F1 (has-0)")
 def f1_has0(p: np.ndarray, t: np.ndarray) -> float:
     """Weighted F1 of (t >= 0) vs (p >= 0), all samples."""
     return weighted_f1(t >= 0, p >= 0)
 
 
-@_metric("acc2_non0", "regression", True)
+@_metric("acc2_non0", "regression", True, label="Acc-2 (non-0)")
 def acc2_non0(p: np.ndarray, t: np.ndarray) -> float:
     """Binary accuracy, negative vs positive, samples with t != 0 only; p == 0 counts negative."""
     nz = t != 0
     return float(np.mean((p[nz] > 0) == (t[nz] > 0))) if nz.any() else float("nan")
 
 
-@_metric("f1_non0", "regression", True)
+@_metric("f1_non0", "regression", True, label="F1 (non-0)")
 def f1_non0(p: np.ndarray, t: np.ndarray) -> float:
     """Weighted F1 of (t > 0) vs (p > 0), samples with t != 0 only."""
     nz = t != 0
     return weighted_f1(t[nz] > 0, p[nz] > 0)
 
 
-@_metric("acc7", "regression", True)
+@_metric("acc7", "regression", True, label="Acc-7")
 def acc7(p: np.ndarray, t: np.ndarray) -> float:
     """7-class accuracy: round-half-even of values clipped to [-3, 3]."""
     return float(np.mean(np.round(np.clip(p, -3, 3)) == np.round(np.clip(t, -3, 3)))) if t.size else float("nan")
 
 
-@_metric("acc5", "regression", True)
+@_metric("acc5", "regression", True, label="Acc-5")
 def acc5(p: np.ndarray, t: np.ndarray) -> float:
     """5-class accuracy: round-half-even of values clipped to [-2, 2]."""
     return float(np.mean(np.round(np.clip(p, -2, 2)) == np.round(np.clip(t, -2, 2)))) if t.size else float("nan")
 
 
-@_metric("mae", "regression", False, scale=1.0, fmt="{:.3f}")
+@_metric("mae", "regression", False, scale=1.0, fmt="{:.3f}", label="MAE")
 def mae(p: np.ndarray, t: np.ndarray) -> float:
     """Mean absolute error on unclipped values."""
     return float(np.mean(np.abs(p - t))) if t.size else float("nan")
 
 
-@_metric("corr", "regression", True, scale=1.0, fmt="{:.3f}")
+@_metric("corr", "regression", True, scale=1.0, fmt="{:.3f}", label="Corr")
 def corr(p: np.ndarray, t: np.ndarray) -> float:
     """Pearson correlation; NaN when predictions or labels are constant."""
     if t.size < 2 or np.std(p) == 0 or np.std(t) == 0:
@@ -132,13 +134,13 @@ def _classes(scores: np.ndarray) -> np.ndarray:
     return scores.argmax(axis=1) if scores.ndim == 2 else scores.astype(int)
 
 
-@_metric("wa", "classification", True)
+@_metric("wa", "classification", True, label="WA")
 def wa(scores: np.ndarray, t: np.ndarray) -> float:
     """Weighted accuracy (overall accuracy), the speech-emotion convention."""
     return float(np.mean(_classes(scores) == t)) if t.size else float("nan")
 
 
-@_metric("ua", "classification", True)
+@_metric("ua", "classification", True, label="UA")
 def ua(scores: np.ndarray, t: np.ndarray) -> float:
     """Unweighted accuracy: mean per-class recall over the dataset's class list (UAR).
 
@@ -155,13 +157,13 @@ def ua(scores: np.ndarray, t: np.ndarray) -> float:
     return float(np.mean([np.mean(pred[t == c] == c) for c in classes]))
 
 
-@_metric("f1_macro", "classification", True)
+@_metric("f1_macro", "classification", True, label="macro F1")
 def f1_macro(scores: np.ndarray, t: np.ndarray) -> float:
     """Macro-averaged F1."""
     return weighted_f1(t, _classes(scores), average="macro")
 
 
-@_metric("f1_weighted", "classification", True)
+@_metric("f1_weighted", "classification", True, label="weighted F1")
 def f1_weighted(scores: np.ndarray, t: np.ndarray) -> float:
     """Support-weighted F1."""
     return weighted_f1(t, _classes(scores))

@@ -55,9 +55,9 @@ class Driver:
     def __init__(self, store: RunStore, summary: Summary, progress: Progress | None, code: dict[str, Any]) -> None:
         self.store, self.summary, self.progress, self.code = store, summary, progress, code
 
-    def start(self, total: int, done: int) -> None:
+    def start(self, total: int, done: int, out: Path, todo: list[Cell]) -> None:
         if self.progress:
-            self.progress.start(total, done)
+            self.progress.start(total, done, out, todo)
 
     def over(self, cell: Cell) -> bool:
         """An event from a worker can arrive after its cell's result was stored: such a cell is never demoted."""
@@ -131,7 +131,7 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
     summary = Summary(plan.out, [], {}, [c.id for c in plan.cells if store.is_done(c.id)])
     todo = [c for c in plan.cells if not store.is_done(c.id)]
     if progress:
-        progress.start(len(plan.cells), len(summary.skipped))
+        progress.start(len(plan.cells), len(summary.skipped), plan.out, todo)
     stacks = {m: stackable(METHODS.get(m)) for m in plan.methods}
     units = group_cells(plan, todo, stack=stack_size(plan), stackable=stacks)
     executor = choose(plan, units)

@@ -11,8 +11,9 @@ import dataclasses
 import logging
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -32,13 +33,15 @@ log = logging.getLogger(__name__)
 
 
 class Progress(Protocol):
-    """What executors report while a run goes on; the CLI draws its display from it.
+    """What executors report while a run goes on; the CLI draws its display from it (:mod:`harness.progress`).
 
-    ``started`` is sent when a cell really begins executing (not when it is queued), ``epoch`` after each of its
-    training epochs (``total`` is the epoch budget), ``finished`` once its result is stored.
+    ``start`` is sent once, before any cell runs: the plan's cell count, how many are already done, the run
+    directory and the cells still to do. ``started`` is sent when a cell really begins executing (not when it
+    is queued), ``epoch`` after each of its training epochs (``total`` is the epoch budget), ``finished`` once
+    its result is stored.
     """
 
-    def start(self, total: int, done: int) -> None: ...
+    def start(self, total: int, done: int, out: Path, todo: Sequence[Cell]) -> None: ...
     def started(self, cell: Cell) -> None: ...
     def epoch(self, cell: Cell, epoch: int, total: int) -> None: ...
     def finished(self, cell: Cell, status: str, seconds: float) -> None: ...

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from harness.robustness import CLEAN_CONDITION, FIXED_PATTERN
 from harness.stats import aggregate
+from reports.names import condition_label, method_labels, metric_label, protocol_label, severity_label
 from reports.tables import Slot
 from reports.views import MEAN_INCOMPLETE, condition_view, curve_values, metric_slot, pattern_drops, short_curve
 
@@ -44,12 +45,38 @@ def _style() -> Iterator[None]:
         yield
 
 
+# Okabe & Ito's colour-blind-safe set, ordered so that the first colours are the most distinct from each other
+# (seaborn's "colorblind" puts orange and vermilion 2nd and 4th). Past eight methods colours repeat, and the
+# marker and line style (which never repeat together) keep every method apart, in grey print too.
+COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+LINESTYLES = ("-", "--", "-.", ":")
+HATCHES = ("", "//", "..", "xx", "\\\\", "oo", "++", "--")
+
+
+@dataclass(frozen=True)
+class Look:
+    """How one method is drawn: its label, colour, marker, line style and bar hatch."""
+
+    label: str
+    color: str
+    marker: str
+    linestyle: str
+    hatch: str
+
+
+def looks(methods: Sequence[str]) -> dict[str, Look]:
+    """A distinct look per method, in the given order: colour i mod 8, marker i mod 10, line style by the colour
+    cycle (so no two of 40 methods share colour, marker and style)."""
+    labels = method_labels(methods)
+    return {m: Look(labels[m], COLORS[i % len(COLORS)], MARKERS[i % len(MARKERS)],
+                    LINESTYLES[(i // len(COLORS)) % len(LINESTYLES)], HATCHES[i % len(HATCHES)])
+            for i, m in enumerate(methods)}
+
+
 def _unit(slot: Slot) -> str:
-    return f"{slot.metric} (%)" if slot.scale == 100.0 else slot.metric
-
-
-def _palette(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
-    return dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
+    name = metric_label(slot.metric)
+    return f"{name} (%)" if slot.scale == 100.0 else name
 
 
 def valid_range(slot: Slot) -> tuple[float, float]:
@@ -68,15 +95,17 @@ def band_limits(points: pd.DataFrame, slot: Slot) -> tuple[np.ndarray, np.ndarra
     return ok, np.clip(lo, low, high) * slot.scale, np.clip(hi, low, high) * slot.scale
 
 
-def curve_figure(curves: Mapping[str, pd.DataFrame], slot: Slot, title: str) -> Figure:
+def curve_figure(curves: Mapping[str, pd.DataFrame], slot: Slot, title: str,
+                 xlabels: Mapping[str, str] | None = None) -> Figure:
     """Metric vs severity, one panel per curve (shared y axis), one line per method, a band for each
     point's interval over seeds, clipped to the metric's range (:func:`band_limits`).
 
     ``curves``: panel title -> one row per (method, severity) with ``mean, ci_low, ci_high``; the x axis
-    uses the real severity values (uneven spacing shows as such).
+    uses the real severity values (uneven spacing shows as such) and is titled ``xlabels[panel]`` (the
+    protocol's unit for that curve; default ``severity``).
     """
     methods = list(dict.fromkeys(m for g in curves.values() for m in g["method"]))
-    colors = _palette(methods)
+    look = looks(methods)
     ncols = min(4, len(curves))
     nrows = -(-len(curves) // ncols)
     with _style():
@@ -86,12 +115,14 @@ def curve_figure(curves: Mapping[str, pd.DataFrame], slot: Slot, title: str) -> 
             for method in dict.fromkeys(points["method"]):
                 g = points[points["method"] == method].sort_values("severity")
                 x = g["severity"].to_numpy(float)
-                ax.plot(x, g["mean"] * slot.scale, marker="o", markersize=3, color=colors[method], label=method)
+                lk = look[method]
+                ax.plot(x, g["mean"] * slot.scale, marker=lk.marker, markersize=4, color=lk.color,
+                        linestyle=lk.linestyle, label=lk.label)
                 ok, lo, hi = band_limits(g, slot)
                 if ok.any():
-                    ax.fill_between(x[ok], lo[ok], hi[ok], color=colors[method], alpha=0.2, linewidth=0)
+                    ax.fill_between(x[ok], lo[ok], hi[ok], color=lk.color, alpha=0.15, linewidth=0)
             ax.set_title(name, fontsize="small")
-            ax.set_xlabel("severity")
+            ax.set_xlabel((xlabels or {}).get(name, "severity"))
         for ax in axes[len(curves):]:
             ax.set_visible(False)
         for ax in axes[::ncols]:
@@ -109,6 +140,8 @@ def heatmap_figure(means: pd.DataFrame, slot: Slot, title: str) -> Figure:
     The colour map is reversed for lower-is-better metrics, so that the same colour means "better" in
     every heatmap; each cell is annotated with the value as the tables display it.
     """
+    means = means.rename(index=method_labels(list(means.index)),
+                         columns={c: condition_label(FIXED_PATTERN, c) for c in means.columns})
     shown = means.astype(float) * slot.scale
     annot = means.apply(lambda col: col.map(slot.display))
     width = max(4.5, 1.0 + 0.9 * shown.shape[1])
@@ -131,7 +164,7 @@ def drop_figure(drops: pd.DataFrame, slot: Slot, title: str) -> Figure:
     (positive = worse), with error bars from ``ci_low``/``ci_high`` where n >= 2."""
     methods = list(dict.fromkeys(drops["method"]))
     patterns = list(dict.fromkeys(drops["column"]))
-    colors = _palette(methods)
+    look = looks(methods)
     width = 0.8 / max(1, len(methods))
     with _style():
         size = (max(4.5, 1.0 + len(patterns) * (0.4 + 0.25 * len(methods))), 3.4)
@@ -144,10 +177,14 @@ def drop_figure(drops: pd.DataFrame, slot: Slot, title: str) -> Figure:
                              g["ci_high"].to_numpy(float) * slot.scale - mean])
             err = np.where(np.isfinite(err), err, 0.0)
             x = np.arange(len(patterns)) + (i - (len(methods) - 1) / 2) * width
-            ax.bar(x, mean, width, yerr=err, capsize=2, color=colors[method], label=method)
+            lk = look[method]
+            ax.bar(x, mean, width, yerr=err, capsize=2, color=lk.color, hatch=lk.hatch, edgecolor="white",
+                   linewidth=0.5, label=lk.label)
         ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_xticks(np.arange(len(patterns)), patterns, rotation=30, ha="right")
-        ax.set_ylabel(f"drop from full, {_unit(slot)}\n(positive = worse)")
+        ax.set_xticks(np.arange(len(patterns)), [condition_label(FIXED_PATTERN, p) for p in patterns], rotation=30,
+                      ha="right")
+        ax.set_xlabel("available modalities")
+        ax.set_ylabel(f"drop from complete, {_unit(slot)}\n(positive = worse)")
         ax.set_title(title, fontsize="medium")
         ax.legend(frameon=False, fontsize="small")
     return fig
@@ -204,13 +241,14 @@ def _pattern_figures(records: pd.DataFrame, dataset: str, metric: str, out: Path
     methods = list(dict.fromkeys(view.values["method"]))
     means = agg.pivot(index="method", columns="column", values="mean").reindex(index=methods, columns=order)
     files = []
-    title = f"{dataset}: {metric}\nmean over {_seeds(agg['n'])} seeds"
+    title = f"{dataset}: {metric_label(metric)}\nmean over {_seeds(agg['n'])} seeds"
     stem = _stem(out, dataset, "heatmap", metric)
     files.append(FigureFile(dataset, "heatmap", metric, f"{_flat(title)}, per method and available modalities.",
                             tuple(save(heatmap_figure(means, slot, title), stem))))
     raw = pattern_drops(records, dataset, metric)
     drops = _in_order(aggregate(raw, by=("method", "column")), methods, list(dict.fromkeys(raw["column"])))
-    title = f"{dataset}: drop in {metric} from full\nmean and 95% t-interval over {_seeds(drops['n'])} seeds"
+    title = f"{dataset}: drop in {metric_label(metric)} from complete inputs\nmean and 95% t-interval over " \
+            f"{_seeds(drops['n'])} seeds"
     stem = _stem(out, dataset, "drop", metric)
     files.append(FigureFile(dataset, "drop", metric, f"{_flat(title)}; positive = worse.",
                             tuple(save(drop_figure(drops, slot, title), stem))))
@@ -224,20 +262,26 @@ def _curve_figures(records: pd.DataFrame, dataset: str, metric: str, out: Path) 
     files = []
     for protocol, group in points.groupby("protocol", sort=True):
         panels: dict[str, pd.DataFrame] = {}
+        xlabels: dict[str, str] = {}
         for curve, one in group.groupby("curve", sort=True):
             if one["severity"].isna().any() or one.duplicated(["method", "seed", "severity"]).any():
                 log.warning("%s: curve %r needs one finite severity per condition; not drawn", dataset, curve)
                 continue
-            panels[short_curve(str(protocol), str(curve)) or str(curve)] = aggregate(one, by=("method", "severity"))
+            short = short_curve(str(protocol), str(curve))
+            panel = condition_label(str(protocol), short) if short else ""  # a curve named like its protocol
+            panels[panel] = aggregate(one, by=("method", "severity"))
+            xlabels[panel] = severity_label(str(protocol), str(curve))
         if not panels:
             continue
         n = pd.concat(list(panels.values()))["n"]
-        title = f"{dataset}: {metric} vs severity, {protocol}\nmean and 95% t-band over {_seeds(n)} seeds"
+        title = f"{dataset}: {metric_label(metric)} under {protocol_label(str(protocol))}\nmean and 95% t-band over " \
+                f"{_seeds(n)} seeds"
         clipped = ", bands clipped to the metric's range" if np.isfinite(valid_range(slot)).any() else ""
-        caption = f"{_flat(title)}; x = the recorded severity values, severity 0 = condition full{clipped}."
+        caption = f"{_flat(title)}; x = the recorded severity values in each curve's unit (axis titles), severity 0 " \
+                  f"= complete inputs (condition full){clipped}."
+        stem = _stem(out, dataset, f"curves_{protocol}", metric)
         files.append(FigureFile(dataset, f"curves {protocol}", metric, caption,
-                                tuple(save(curve_figure(panels, slot, title), _stem(out, dataset, f"curves_{protocol}",
-                                                                                    metric)))))
+                                tuple(save(curve_figure(panels, slot, title, xlabels), stem))))
     return files
 
 

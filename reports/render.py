@@ -2,11 +2,9 @@
 
 * Markdown: a caption paragraph (dataset in bold), then a pipe table whose columns are padded to equal
   width (method left-aligned, numbers right-aligned); best in ``**bold**``, second in ``<ins>underline</ins>``.
-* LaTeX: a ``table`` float with ``\\caption``, ``\\label`` and a booktabs ``tabular`` (``\\toprule``,
-  ``\\midrule``, ``\\bottomrule``); needs only ``\\usepackage{booktabs}``. Cells are
-  ``mean\\,{\\scriptsize$\\pm$std}``, the paper habit that keeps wide pattern tables narrow (very wide
-  ones may still need ``table*``). Text is escaped (``_ & % # $ { } ~ ^ \\``) and the few non-ASCII
-  symbols mibench writes (± † ‡ – ≥ ...) become LaTeX commands.
+* LaTeX: cells are ``mean\\,{\\scriptsize$\\pm$std}`` with the marks as math superscripts; the floats, heads
+  and splitting that make a table fit the page are :mod:`reports.latex`'s. Text is escaped
+  (``_ & % # $ { } ~ ^ \\``) and the few non-ASCII symbols mibench writes (± † ‡ – ≥ ...) become LaTeX commands.
 * CSV: one tidy row per (method, column, metric) with the numbers unrounded and unformatted.
 """
 
@@ -25,6 +23,7 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 _LATEX_UNICODE = {"±": r"$\pm$", "†": r"$^{\dagger}$", "‡": r"$^{\ddagger}$", "–": "--", "—": "---",
                   "≥": r"$\geq$", "≤": r"$\leq$", "×": r"$\times$", "·": r"$\cdot$", "→": r"$\rightarrow$",
+                  "↑": r"$\uparrow$", "↓": r"$\downarrow$",
                   "<": r"$<$", ">": r"$>$"}
 
 
@@ -100,22 +99,17 @@ def latex_label(key: str) -> str:
     return "tab:" + re.sub(r"[^A-Za-z0-9]+", "-", key).strip("-")
 
 
-def to_latex(table: Table) -> str:
-    """A ``table`` float with a booktabs tabular; compiles with only ``\\usepackage{booktabs}``."""
-    header = " & ".join(["method", *(latex_escape(c.label) for c in table.columns)]) + r" \\"
-    rows = [" & ".join([latex_escape(m), *(cell_text(table, m, c, LATEX) for c in table.columns)]) + r" \\"
-            for m in table.methods]
-    caption = rf"\textbf{{{latex_escape(table.dataset)}}}, {latex_escape(table.caption)}"
-    return "\n".join([
-        r"\begin{table}[t]", r"\centering", r"\small", r"\setlength{\tabcolsep}{4pt}", rf"\caption{{{caption}}}",
-        rf"\label{{{latex_label(table.key)}}}",
-        rf"\begin{{tabular}}{{l{'r' * len(table.columns)}}}", r"\toprule", header, r"\midrule", *rows,
-        r"\bottomrule", r"\end{tabular}", r"\end{table}", "",
-    ])
+def to_latex(table: Table, layout: str = "single") -> str:
+    """Paper-table LaTeX that fits the page (:mod:`reports.latex`); needs only ``\\usepackage{booktabs}``."""
+    from reports.latex import table_latex  # the layout engine builds on this module's cell texts
+
+    return table_latex(table, layout)
 
 
-CSV_COLUMNS = ["dataset", "table", "method", "column", "column_key", "metric", "mean", "std", "n", "ci_low",
-               "ci_high", "ci_method", "p_value", "p_adjusted", "mark", "rank", "reported"]
+NUMBER_COLUMNS = ["mean", "std", "n", "ci_low", "ci_high", "ci_method", "p_value", "p_adjusted", "mark", "rank"]
+POWER_COLUMNS = ["diff", "diff_sd", "mde", "seeds_needed"]  # vs the reference, in stored units (harness.power)
+CSV_COLUMNS = ["dataset", "table", "method", "column", "column_key", "metric", *NUMBER_COLUMNS, "reported",
+               *POWER_COLUMNS]
 
 
 def to_frame(table: Table) -> pd.DataFrame:
@@ -129,8 +123,9 @@ def to_frame(table: Table) -> pd.DataFrame:
                 numbers = row.to_dict() if row is not None else {}
                 rows.append({"dataset": table.dataset, "table": table.key, "method": method, "column": column.label,
                              "column_key": slot.column, "metric": slot.metric,
-                             **{k: numbers.get(k, np.nan) for k in CSV_COLUMNS[6:16]},
-                             "reported": table.reported.get((method, slot.column, slot.metric), np.nan)})
+                             **{k: numbers.get(k, np.nan) for k in NUMBER_COLUMNS},
+                             "reported": table.reported.get((method, slot.column, slot.metric), np.nan),
+                             **{k: numbers.get(k, np.nan) for k in POWER_COLUMNS}})
     return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
 

@@ -26,10 +26,14 @@ import pandas as pd
 from harness.comparisons import compare_all_pairs
 from harness.registry import METRICS
 from harness.robustness import FIXED_PATTERN
-from reports.captions import describe
+from reports import methods as method_render
+from reports.captions import brief, describe
+from reports.latex import LAYOUTS as LATEX_LAYOUTS
 from reports.load import Results
+from reports.methods import MethodTable, cell_frame, method_table, selection_text
 from reports.persample import bootstrap_intervals, persample_pvalues
-from reports.render import RENDERERS, to_markdown
+from reports.render import RENDERERS, to_latex, to_markdown
+from reports.scope import DEFAULT_METRICS, HEADLINE, check_reference, metric_choice, resolve_reference
 from reports.tables import PER_SAMPLE_TESTS, StatsOptions, Table, build_table
 from reports.views import (
     View,
@@ -43,21 +47,20 @@ from reports.views import (
     with_reported,
 )
 
-DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
-    "regression": ("acc2_non0", "f1_non0", "acc7", "mae", "corr"),
-    "classification": ("ua", "wa", "f1_weighted"),  # the headline (UA, MMIN's selection metric) first: figures use it
-}
-HEADLINE: dict[str, str] = {"regression": "acc2_non0", "classification": "ua"}
 FORMATS = tuple(RENDERERS)
+__all__ = ["DEFAULT_METRICS", "FORMATS", "HEADLINE", "ReportOptions", "build_tables", "headline_tables",
+           "markdown_tables", "method_tables", "metric_notes", "metrics_by_dataset", "resolve_reference",
+           "write_report"]
 
 
 @dataclass(frozen=True)
 class ReportOptions:
-    """What to report. ``metrics`` empty = :data:`DEFAULT_METRICS` of each dataset's task; ``figures``:
-    for each dataset's first metric only (the headline), for every metric, or none."""
+    """What to report. ``metrics`` empty = :data:`DEFAULT_METRICS` of each dataset's task (a requested metric
+    that does not apply to a dataset is noted, see :func:`metric_notes`); ``formats``: table files, by default
+    every format; ``figures``: for each dataset's first metric only (the headline), for every metric, or none."""
 
     metrics: tuple[str, ...] = ()
-    formats: tuple[str, ...] = ("md",)
+    formats: tuple[str, ...] = FORMATS
     stats: StatsOptions = field(default_factory=StatsOptions)
     composite: bool = False
     reported: bool = False
@@ -66,6 +69,7 @@ class ReportOptions:
     rng_seed: int = 0
     all_pairs: bool = False
     figures: Literal["first", "all", "none"] = "first"
+    latex: Literal["single", "span", "column"] = "single"
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.formats) - set(FORMATS))
@@ -75,6 +79,8 @@ class ReportOptions:
             raise ValueError(f"unknown interval {self.ci!r}; valid: t, bootstrap")
         if self.all_pairs and self.stats.test in PER_SAMPLE_TESTS:
             raise ValueError("--all-pairs tests over seeds: use it with --test ttest or wilcoxon")
+        if self.latex not in LATEX_LAYOUTS:
+            raise ValueError(f"unknown LaTeX layout {self.latex!r}; valid: {', '.join(LATEX_LAYOUTS)}")
         if self.figures not in ("first", "all", "none"):
             raise ValueError(f"unknown figures option {self.figures!r}; valid: first, all, none")
         for metric in self.metrics:
@@ -82,26 +88,13 @@ class ReportOptions:
 
 
 def metrics_by_dataset(results: Results, options: ReportOptions) -> dict[str, list[str]]:
-    """The metrics to report per dataset; ``ValueError`` if a requested metric is recorded nowhere."""
-    rec = results.records
-    recorded = {d: set(rec.loc[rec["dataset"] == d, "metric"]) for d in rec["dataset"].unique()}
-    out = {}
-    for dataset, have in recorded.items():
-        wanted = options.metrics or DEFAULT_METRICS.get(results.tasks.get(dataset, ""), tuple(sorted(have)))
-        out[dataset] = [m for m in wanted if m in have]
-    missing = [m for m in options.metrics if not any(m in have for have in recorded.values())]
-    if missing:
-        available = ", ".join(f"{d}: {', '.join(sorted(h))}" for d, h in recorded.items())
-        raise ValueError(f"no records for metric(s) {missing}; available: {available}")
-    return {d: ms for d, ms in out.items() if ms}
+    """The metrics to report per dataset (:func:`reports.scope.metric_choice`)."""
+    return metric_choice(results, options.metrics)[0]
 
 
-def check_reference(results: Results, options: ReportOptions) -> None:
-    ref = options.stats.reference
-    methods = sorted(results.records["method"].unique())
-    if ref is not None and ref not in methods:
-        raise ValueError(f"reference method {ref!r} is not in the results; methods: {', '.join(methods)} "
-                         "(or --reference none for no significance marks)")
+def metric_notes(results: Results, options: ReportOptions) -> dict[str, list[str]]:
+    """Per dataset, a note for each requested metric that does not apply to it (for report.md and the console)."""
+    return metric_choice(results, options.metrics)[1]
 
 
 def _slug(*parts: str) -> str:
@@ -173,12 +166,14 @@ def _persample(results: Results, view: View, options: ReportOptions,
 
 def build_tables(results: Results, options: ReportOptions) -> list[Table]:
     """Every table of the report, numbers and captions included, in report order."""
-    check_reference(results, options)
+    check_reference(results, options.stats.reference)
     rng = np.random.default_rng(options.rng_seed)
     reasons = _reasons(results)
     records = collapse_draws(results.records)
+    cells = cell_frame(results)
     tables = []
     for dataset, metrics in metrics_by_dataset(results, options).items():
+        selection = selection_text(cells, dataset)
         notes: list[str] = []
         for key, view in _views(records, dataset, metrics, options, notes):
             reported: dict = {}
@@ -187,7 +182,8 @@ def build_tables(results: Results, options: ReportOptions) -> list[Table]:
             intervals, pvalues = _persample(results, view, options, rng)
             table = build_table(key, dataset, view.title, view.values, view.columns, options.stats,
                                 intervals=intervals, reported=reported, legend=view.legend, pvalues=pvalues)
-            table.caption = describe(table, options.stats, view.protocols, reasons)
+            table.caption = describe(table, options.stats, view.protocols, reasons, selection)
+            table.brief = brief(table, options.stats, bool(reasons))
             if options.reported and not reported and view.kind == "metrics":
                 table.notes.append(f"no method card reports a value for dataset {dataset}")
             tables.append(table)
@@ -196,23 +192,38 @@ def build_tables(results: Results, options: ReportOptions) -> list[Table]:
     return tables
 
 
-def headline_tables(results: Results, metric: str | None, options: ReportOptions) -> list[Table]:
-    """Per dataset, the fixed_pattern table of ``metric`` (default: the task's headline, ua for
-    classification, acc2_non0 for regression); datasets without that metric are skipped."""
-    check_reference(results, options)
-    tables = []
+def headline_tables(results: Results, metric: str | None, options: ReportOptions) -> tuple[list[Table], list[str]]:
+    """Per dataset, the fixed_pattern table of ``metric`` (default: the task's headline, ua for classification,
+    acc2_non0 for regression), and a note for each dataset ``metric`` does not apply to (it shows its
+    headline instead); datasets without fixed_pattern records are skipped."""
+    check_reference(results, options.stats.reference)
+    tables, notes = [], []
+    cells = cell_frame(results)
     for dataset in results.records["dataset"].unique():
         rec = results.records[results.records["dataset"] == dataset]
-        name = metric or HEADLINE.get(results.tasks.get(dataset, ""), "")
+        task = results.tasks.get(dataset, "")
+        name = metric or HEADLINE.get(task, "")
+        if metric and name not in set(rec["metric"]):
+            name = HEADLINE.get(task, "")
+            notes.append(f"metric {metric} does not apply to {dataset}, a {task or 'unknown-task'} dataset; its table "
+                         f"shows {name or 'nothing'}")
         if name not in set(rec["metric"]) or not (rec["protocol"] == FIXED_PATTERN).any():
             continue
         view = condition_view(rec, dataset, FIXED_PATTERN, [name])
         intervals, pvalues = _persample(results, view, options, np.random.default_rng(options.rng_seed))
         table = build_table(_slug(dataset, FIXED_PATTERN, name), dataset, view.title, view.values, view.columns,
                             options.stats, legend=view.legend, intervals=intervals, pvalues=pvalues)
-        table.caption = describe(table, options.stats, view.protocols, _reasons(results))
+        table.caption = describe(table, options.stats, view.protocols, _reasons(results),
+                                 selection_text(cells, dataset))
+        table.brief = brief(table, options.stats, bool(_reasons(results)))
         tables.append(table)
-    return tables
+    return tables, notes
+
+
+def method_tables(results: Results) -> list[MethodTable]:
+    """The per-method table (parameters, backbone, budget, epochs run, training time) of every dataset."""
+    cells = cell_frame(results)
+    return [method_table(cells, str(d), _slug(str(d), "methods")) for d in results.records["dataset"].unique()]
 
 
 def pairwise(results: Results, dataset: str, metrics: Sequence[str], options: ReportOptions) -> pd.DataFrame:
@@ -224,14 +235,22 @@ def pairwise(results: Results, dataset: str, metrics: Sequence[str], options: Re
     return compare_all_pairs(rec, higher_is_better=higher, test=s.test, correction=s.correction, alpha=s.alpha)
 
 
-def _write_tables(tables: Sequence[Table], options: ReportOptions, out: Path) -> dict[str, list[Path]]:
+def render_file(table: Table | MethodTable, fmt: str, options: ReportOptions) -> str:
+    """The text of one table file in format ``fmt`` (md, latex or csv)."""
+    if isinstance(table, MethodTable):
+        if fmt == "latex":
+            return method_render.to_latex(table, options.latex)
+        return method_render.to_markdown(table) + "\n" if fmt == "md" else method_render.to_csv(table)
+    return to_latex(table, options.latex) if fmt == "latex" else RENDERERS[fmt][1](table)
+
+
+def _write_tables(tables: Sequence[Table | MethodTable], options: ReportOptions, out: Path) -> dict[str, list[Path]]:
     files: dict[str, list[Path]] = {}
     (out / "tables").mkdir(parents=True, exist_ok=True)
     for table in tables:
         for fmt in options.formats:
-            suffix, render = RENDERERS[fmt]
-            path = out / "tables" / f"{table.key}{suffix}"
-            path.write_text(render(table), encoding="utf-8")
+            path = out / "tables" / f"{table.key}{RENDERERS[fmt][0]}"
+            path.write_text(render_file(table, fmt, options), encoding="utf-8")
             files.setdefault(table.key, []).append(path)
     return files
 
@@ -256,8 +275,9 @@ def write_report(results: Results, options: ReportOptions, out: Path) -> tuple[l
 
     out = Path(out)
     tables = build_tables(results, options)  # every error is raised before anything is written
+    methods = method_tables(results)
     prepare_out(out)
-    files = _write_tables(tables, options, out)
+    files = _write_tables([*methods, *tables], options, out)
     metrics = metrics_by_dataset(results, options)
     drawn = {d: ms[:1] if options.figures == "first" else ms for d, ms in metrics.items()}
     figures = make_figures(collapse_draws(results.records), drawn, out / "figures") \
@@ -270,7 +290,8 @@ def write_report(results: Results, options: ReportOptions, out: Path) -> tuple[l
             frame.to_csv(path, index=False)
             pairs[dataset] = (frame, path)
     index = out / "report.md"
-    index.write_text(index_markdown(results, options, tables, files, figures, pairs, out), encoding="utf-8")
+    index.write_text(index_markdown(results, options, tables, files, figures, pairs, out, methods=methods,
+                                    notes=metric_notes(results, options)), encoding="utf-8")
     return tables, index
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from harness.comparisons import Correction, compare_to_reference
+from harness.power import Comparison, FamilyPower, comparison_level, detectable, family_power, needed
 from harness.stats import ZERO_VARIANCE, aggregate, benjamini_hochberg, holm
 
 CellKey = tuple[str, str, str]  # (method, column, metric)
@@ -80,21 +81,27 @@ class Column:
     """A table column: its header and one slot per metric (several = a composite ``a / b / c`` cell).
 
     ``reported`` columns show the papers' numbers (method cards) for the same slots, not our results.
+    ``group`` and ``head`` are for paper tables (LaTeX): columns sharing a ``group`` get one spanning header
+    above their ``head`` (default: the label), e.g. group ``gaussian/all`` over ``AUC``, ``ER``.
     """
 
     label: str
     slots: tuple[Slot, ...]
     reported: bool = False
+    group: str = ""
+    head: str = ""
 
 
 @dataclass(frozen=True)
 class StatsOptions:
-    """``test``: ``ttest`` or ``wilcoxon`` over seeds, or ``randomization`` / ``bootstrap`` over test samples
-    (need the stored predictions, see :mod:`reports.persample`; derived columns are then left untested).
+    """``reference``: the method every other is tested against (None: no marks; ``mibench report`` takes the one
+    the run declares, see :func:`reports.report.resolve_reference`). ``test``: ``ttest`` or ``wilcoxon`` over
+    seeds, or ``randomization`` / ``bootstrap`` over test samples (need the stored predictions, see
+    :mod:`reports.persample`; derived columns are then left untested).
     ``n_permutations`` is the number of permutations (randomization) or resamples (bootstrap) of a
     per-sample test."""
 
-    reference: str | None = "vanilla_fusion"
+    reference: str | None = None
     test: Literal["ttest", "wilcoxon", "randomization", "bootstrap"] = "ttest"
     correction: Correction = "holm"
     alpha: float = 0.05
@@ -127,6 +134,8 @@ class Table:
     legend: str = ""
     reported: dict[CellKey, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    power: list[FamilyPower] = field(default_factory=list)
+    brief: list[tuple[str, bool, str | None]] = field(default_factory=list)  # LaTeX caption parts (captions.brief)
 
     def cell(self, method: str, slot: Slot) -> pd.Series | None:
         key = (method, slot.column, slot.metric)
@@ -209,6 +218,7 @@ def build_table(key: str, dataset: str, title: str, values: pd.DataFrame, column
     cells["mark"] = [mark(p, n, options) for p, n in zip(cells["p_adjusted"].astype(float), cells["note"],
                                                           strict=True)]
     cells = cells.set_index(["method", "column", "metric"]).sort_index()
+    power = _power(values, methods, slots, options, cells)
     _blank_reference(cells, slots, ref)
     cells["rank"] = 0
     for slot in slots:
@@ -216,7 +226,55 @@ def build_table(key: str, dataset: str, title: str, values: pd.DataFrame, column
         ranks = best_second(dict(zip(rows.index.get_level_values("method"), rows["mean"], strict=True)), slot)
         for method, rank in ranks.items():
             cells.loc[(method, slot.column, slot.metric), "rank"] = rank
-    return Table(key, dataset, title, methods, list(columns), cells, legend=legend, reported=dict(reported or {}))
+    return Table(key, dataset, title, methods, list(columns), cells, legend=legend, reported=dict(reported or {}),
+                 power=power)
+
+
+def _comparisons(values: pd.DataFrame, methods: Sequence[str], slots: Sequence[Slot],
+                 reference: str) -> dict[str, list[Comparison]]:
+    """Per metric, every method's per-seed differences from the reference (paired on seed) in every slot."""
+    out: dict[str, list[Comparison]] = {}
+    for slot in slots:
+        sel = values[(values["column"] == slot.column) & (values["metric"] == slot.metric)]
+        wide = sel.pivot_table(index="seed", columns="method", values="value", aggfunc="first")
+        if reference not in wide.columns:
+            continue
+        for method in (m for m in methods if m != reference and m in wide.columns):
+            d = (wide[method] - wide[reference]).dropna().to_numpy(float)
+            sd = float(np.std(d, ddof=1)) if len(d) >= 2 else float("nan")
+            out.setdefault(slot.metric, []).append(Comparison(method, slot.column, float(np.mean(d)) if len(d)
+                                                              else float("nan"), sd, len(d)))
+    return out
+
+
+def _power(values: pd.DataFrame, methods: Sequence[str], slots: Sequence[Slot], options: StatsOptions,
+           cells: pd.DataFrame) -> list[FamilyPower]:
+    """Power per comparison family (:mod:`harness.power`), and per comparison the columns ``diff`` (mean
+    per-seed difference from the reference), ``diff_sd``, ``mde`` and ``seeds_needed`` of ``cells``. The family
+    size is the correction family's: the comparisons of one metric with a computable p-value."""
+    names = ["diff", "diff_sd", "mde", "seeds_needed"]
+    for name in names:
+        cells[name] = np.nan
+    ref = options.reference
+    if ref is None or ref not in methods or len(methods) < 2:
+        return []
+    test = options.test if options.test in ("ttest", "wilcoxon") else "ttest"  # power is over seeds
+    families, rows = [], {}
+    for metric, comps in _comparisons(values, methods, slots, ref).items():
+        tested = cells.xs(metric, level="metric")["p_value"].notna().sum() if "p_value" in cells else 0
+        m = int(tested) or sum(c.usable for c in comps)
+        level = comparison_level(options.alpha, m, options.correction)
+        for c in (c for c in comps if c.usable and (c.method, c.column, metric) in cells.index):
+            rows[(c.method, c.column, metric)] = [c.diff, c.sd, detectable(c.sd, c.n, level, test),
+                                                  needed(c.diff, c.sd, level, test) or np.nan]
+        fam = family_power(metric, comps, options.alpha, options.correction, test, m=m)
+        if fam is not None:
+            families.append(fam)
+    if rows:
+        found = pd.DataFrame.from_dict(rows, orient="index", columns=names)
+        found.index = pd.MultiIndex.from_tuples(found.index, names=cells.index.names)
+        cells.update(found)
+    return families
 
 
 def _blank_reference(cells: pd.DataFrame, slots: Sequence[Slot], reference: str | None) -> None:

@@ -28,6 +28,7 @@ import pandas as pd
 from harness.metrics import MetricSpec
 from harness.registry import METHODS, METRICS
 from harness.robustness import CLEAN_CONDITION, FIXED_PATTERN, robustness_summary
+from reports.names import metric_label
 from reports.tables import CellKey, Column, Slot
 
 MEAN_INCOMPLETE = "mean (incomplete)"
@@ -169,7 +170,7 @@ def metric_view(records: pd.DataFrame, dataset: str, metrics: Sequence[str], con
         raise ValueError(f"no records of condition {condition!r} ({protocol}) for dataset {dataset!r}")
     present = [m for m in metrics if m in set(sel["metric"])]
     values = sel.assign(column=sel["metric"])[VALUE_COLUMNS]
-    columns = tuple(Column(m, (metric_slot(m, m),)) for m in present)
+    columns = tuple(Column(m, (metric_slot(m, m),), head=metric_label(m)) for m in present)
     return View("metrics", dataset, f"all metrics, condition {condition}", tuple(present), values, columns,
                 _protocols(sel), {m: (protocol, condition) for m in present})
 
@@ -237,7 +238,9 @@ def summary_view(records: pd.DataFrame, dataset: str, metrics: Sequence[str], re
     for column, summary, curve in keys[["column", "summary", "curve"]].itertuples(index=False):
         name = short_curve(str(protocol), str(curve)) if protocol else ""
         label = _SUMMARIES.get(summary) or f"{_CURVE_SUMMARIES[summary]} {name}".strip()
-        columns.append(Column(label, tuple(_summary_slot(m, column, summary) for m in metrics)))
+        head = _SUMMARIES.get(summary) or _CURVE_SUMMARIES[summary]
+        columns.append(Column(label, tuple(_summary_slot(m, column, summary) for m in metrics), group=name,
+                              head=head))
     sel = _select(records, dataset, metrics, None)
     sel = sel[sel["protocol"].isin([FIXED_PATTERN, protocol])]
     title = f"robustness of {protocol}" if protocol else "robustness to missing-modality patterns"
@@ -260,7 +263,8 @@ def with_reported(view: View, methods: Sequence[str]) -> tuple[View, dict[CellKe
     for col in view.columns:
         columns.append(col)
         if any((m, s.column, s.metric) in values for m in methods for s in col.slots):
-            columns.append(Column(f"{col.label} (paper)", col.slots, reported=True))
+            columns.append(Column(f"{col.label} (paper)", col.slots, reported=True, group=col.group,
+                                  head=f"{col.head or col.label} (paper)"))
     return replace(view, columns=tuple(columns)), values
 
 

@@ -38,16 +38,25 @@ def test_run_prints_a_table_per_dataset(run_dir: Path) -> None:
     assert (report / "figures" / "synth-mosi__heatmap__acc2_non0.png").is_file()
 
 
-def test_report_markdown(run_dir: Path) -> None:
+def test_report_with_a_metric_keeps_every_format_and_dataset(run_dir: Path) -> None:
     res = cli.invoke(app, ["report", str(run_dir), "--metric", "mae", "--allow-partial", "--figures", "none"])
     assert res.exit_code == 0, res.output
     tables = [[ln for ln in block.splitlines() if ln.startswith("|")] for block in res.output.split("\n\n")]
     tables = [t for t in tables if t]
-    assert len(tables) == 3  # overview, fixed_pattern, robustness summary (synth-mosi only: mae is regression)
+    # synth-mosi: overview, fixed_pattern and robustness of mae; synth-iemocap keeps its defaults (ua, wa, f1)
+    assert len(tables) == 3 + 7
     for lines in tables:
         assert lines[0].split("|")[1].strip() == "method"
         assert len({len(ln) for ln in lines}) == 1, "columns must be aligned"
     assert "lower is better" in res.output and "n = 1 seed;" in res.output
+    note = "metric mae does not apply to synth-iemocap, a classification dataset (mae is a regression metric)"
+    assert f"Note: {note}" in " ".join(res.output.split())
+    assert note in (run_dir / "report" / "report.md").read_text().replace("\n", " ")
+    files = {p.name for p in (run_dir / "report" / "tables").iterdir()}
+    for dataset in ("synth-mosi", "synth-iemocap"):
+        for suffix in (".md", ".tex", ".csv"):
+            assert f"{dataset}__overview{suffix}" in files and f"{dataset}__methods{suffix}" in files
+    assert "synth-mosi__fixed_pattern__mae.tex" in files and "synth-iemocap__fixed_pattern__ua.csv" in files
 
 
 def test_report_errors(run_dir: Path, tmp_path: Path) -> None:
@@ -57,11 +66,66 @@ def test_report_errors(run_dir: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "not a mibench run directory" in res.output
 
 
-def test_status(run_dir: Path) -> None:
+def test_status(run_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
     from harness.registry import METHODS
 
+    n = 2 * len(METHODS.resolve(["all"]))
     res = cli.invoke(app, ["status", str(run_dir)])
-    assert res.exit_code == 0 and res.output.count("done") == 2 * len(METHODS.resolve(["all"]))
+    assert res.exit_code == 0, res.output
+    assert f"Cells: {n}/{n} done" in res.output and "(finished, not reportable;" in res.output
+    rows = [ln for ln in res.output.splitlines() if "__seed0" in ln]
+    assert len(rows) == n and all(re.search(r" done +\d\d-\d\d \d\d:\d\d +\d+\.\d +\d+\.\d", r) for r in rows)
+    assert "ETA" not in res.output  # a finished run
+    # the same run caught mid-way: two cells running, one queued, no reportability mark yet
+    live = tmp_path / "live"
+    shutil.copytree(run_dir, live)
+    meta = json.loads((live / "run.json").read_text())
+    meta.pop("reportable")
+    cells = list(meta["cells"])
+    for cell in cells[:2]:
+        meta["cells"][cell].update(status="running", started_at=meta["cells"][cell]["started_at"])
+    meta["cells"][cells[2]].update(status="queued")
+    (live / "run.json").write_text(json.dumps(meta))
+    res = cli.invoke(app, ["status", str(live)])
+    assert res.exit_code == 0, res.output
+    assert f"Cells: {n - 3}/{n} done · 2 running · 1 queued" in res.output
+    assert "(unfinished: running, or stopped before the end;" in res.output
+    assert re.search(r"ETA: (\d+:\d\d:\d\d|\?) if the run is still going", res.output)
+
+
+def test_runs_lists_the_runs_under_mibench_home(run_dir: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    monkeypatch.setenv("MIBENCH_HOME", str(tmp_path))
+    res = cli.invoke(app, ["runs"])
+    assert res.exit_code == 0 and "No runs under" in res.output
+    shutil.copytree(run_dir, tmp_path / "runs" / "0123abcd")
+    (tmp_path / "runs" / "not-a-run").mkdir()
+    res = cli.invoke(app, ["runs"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    row = next(ln for ln in res.output.splitlines() if "0123abcd" in ln)
+    assert "partial" in row and re.search(r"(\d+)/\1", row) and "synth-mosi, synth-iemocap · 1 seeds · tiny" in row
+    assert "not-a-run" not in res.output
+
+
+def test_dry_run_prints_the_plan_and_trains_nothing(run_dir: Path, tmp_path: Path) -> None:
+    res = cli.invoke(app, ["run", "--dry-run", "--methods", "vanilla_fusion,modality_dropout", "--datasets",
+                           "synth-mosi,synth-iemocap", "--seeds", "3", "--out", str(tmp_path / "new"), *FAST])
+    assert res.exit_code == 0, res.output
+    assert "Dry run: nothing is trained or written." in res.output and not (tmp_path / "new").exists()
+    assert "Cells: 12 (2 datasets x 2 methods x 3 seeds), 12 to train" in res.output
+    assert re.search(r"fixed_pattern v\d +7 +7", res.output)
+    # on the run directory of the module's run: timings are stored, seeds 1 and 2 are still to train
+    res = cli.invoke(app, ["run", "--dry-run", "--methods", "all", "--datasets", "synth-mosi,synth-iemocap",
+                           "--seeds", "3", "--out", str(run_dir), *FAST])
+    assert res.exit_code == 0, res.output
+    assert "cells done: the same config resumes it" in res.output
+    assert re.search(r"vanilla_fusion +4 +\d+\.\d \(from 2 cells\)", res.output)
+    assert re.search(r"Estimated time: \d+:\d\d:\d\d of cell time for \d+ cell\(s\)", res.output)
 
 
 @pytest.mark.parametrize("kind", ["methods", "datasets", "metrics", "protocols"])
@@ -153,3 +217,34 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path: Path) -> None:
     res = cli.invoke(app, ["run", "--device", "cuda", "--out", str(tmp_path / "r"), "--preset", "tiny"])
     assert res.exit_code == 2
     assert res.output.strip().count("\n") == 0 and "no CUDA GPU is available" in res.output
+
+
+def test_on_a_terminal_the_tables_are_rich_with_styles(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from harness import cli as cli_module
+
+    terminal = Console(force_terminal=True, width=80, record=True, color_system="standard")
+    monkeypatch.setattr(cli_module, "console", terminal)
+    res = cli.invoke(app, ["report", str(run_dir), "--allow-partial", "--figures", "none", "--format", "md"])
+    assert res.exit_code == 0, res.output
+    text = terminal.export_text(clear=False)
+    assert "**" not in text and "<ins>" not in text and "| method" not in text
+    assert "\x1b[1m" in terminal.export_text(styles=True)  # the best value in bold, as a style
+    assert max(len(line) for line in text.splitlines() if not line.startswith("Report: ")) <= 80  # a path is a path
+    assert "vanilla_fusion" in text and "mean (incomplete)" in text
+    md = (run_dir / "report" / "tables" / "synth-mosi__fixed_pattern__acc2_non0.md").read_text()
+    assert "**" in md and "| method" in md  # the files stay Markdown
+
+
+@pytest.mark.parametrize("command", [["run"], ["report"], ["status"], ["runs"], ["list"], ["data", "info"], []])
+def test_help_shows_readable_types_and_defaults(command: list[str]) -> None:
+    res = cli.invoke(app, [*command, "--help"], env={"COLUMNS": "120"})
+    assert res.exit_code == 0, res.output
+    options = [ln for ln in res.output.splitlines() if "--" in ln and "--help" not in ln]
+    assert not any("<bool>" in ln or "<list[" in ln or "<str>" in ln for ln in options), res.output
+    if command == ["run"]:
+        assert "[default: (all)]" in res.output and "[default: (fixed_pattern,missing_rate,noise)]" in res.output
+        assert "--dry-run" in res.output and "[default: (3)]" in res.output
+    if not command:
+        assert "Log progress details" in res.output  # --verbose says what it does

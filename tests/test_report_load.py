@@ -105,3 +105,82 @@ def test_a_curve_the_summaries_cannot_use_costs_only_the_summary(tmp_path: Path)
     assert "mean (incomplete)" in [c.label for c in tables[1].columns]
     figures = make_figures(results.records, {"mosi": ["acc2_non0"]}, tmp_path / "figures")
     assert [f.kind for f in figures] == ["heatmap", "drop"]  # the broken curve is not drawn
+
+
+def _string_literals(path: Path) -> list[tuple[int, str]]:
+    """Every string constant of a module that is not a docstring, with its line."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    docs = {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body
+            and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [(n.lineno, n.value) for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+
+
+def test_no_method_is_named_in_harness_or_reports_code() -> None:
+    from harness.registry import METHODS
+
+    names = {name for name, _ in METHODS.entries()}
+    root = Path(__file__).resolve().parent.parent
+    found = [f"{path.relative_to(root)}:{line}: {value!r}" for package in ("harness", "reports")
+             for path in sorted((root / package).rglob("*.py")) for line, value in _string_literals(path)
+             if value in names]
+    assert not found, "methods are declared (cards, run.json), never named in code: " + "; ".join(found)
+
+
+def small_run(root: Path, reference: str | None, **kw) -> Path:
+    from fake_run import write_fake_run
+
+    return write_fake_run(root, ("vanilla_fusion", "modality_dropout", "mmin"), ("fixed_pattern",),
+                          datasets=("synth-mosi",), reference=reference, **kw)
+
+
+def test_the_reference_is_the_one_the_run_declares(tmp_path: Path) -> None:
+    from reports.report import resolve_reference
+
+    declared = load_results([small_run(tmp_path / "a", "modality_dropout")])
+    assert resolve_reference(declared) == ("modality_dropout", None)
+    assert resolve_reference(declared, "mmin") == ("mmin", None)
+    assert resolve_reference(declared, "none") == (None, None)
+    ref, note = resolve_reference(load_results([small_run(tmp_path / "b", None)]))
+    assert ref is None and "no reference method is declared in run.json" in note
+    other = load_results([small_run(tmp_path / "a2", "mmin"), small_run(tmp_path / "c", "vanilla_fusion")])
+    with pytest.raises(ValueError, match="declare different reference methods \\(mmin, vanilla_fusion\\)"):
+        resolve_reference(other)
+    absent = load_results([small_run(tmp_path / "d", "modal_immune")])
+    assert resolve_reference(absent)[0] is None and "modal_immune has no results here" in resolve_reference(absent)[1]
+
+
+def test_method_table_and_selection_come_from_run_json(tmp_path: Path) -> None:
+    from reports.methods import cell_frame, method_table, to_csv
+    from reports.report import resolve_reference, write_report
+
+    results = load_results([small_run(tmp_path / "a", "vanilla_fusion", policy="incomplete")])
+    table = method_table(cell_frame(results), "synth-mosi", "synth-mosi__methods")
+    frame = table.frame.set_index("method")
+    assert frame.loc["mmin", "n_parameters"] == 98369 + 2000 and frame.loc["mmin", "epochs_run"] == 21.0
+    assert frame.loc["modality_dropout", "train_time_s"] == pytest.approx(3.1)  # mean over seeds 0, 1, 2
+    assert frame.loc["mmin", "backbone"] == "hidden 128" and frame.loc["vanilla_fusion", "backbone"] == "hidden 64"
+    assert table.common["seq_encoder"] == "lstm" and "hidden" not in table.common
+    assert "checkpoints selected on validation MAE, the mean over incomplete modality patterns" in table.caption
+    assert pd.read_csv(__import__("io").StringIO(to_csv(table))).shape[0] == 3
+    reference = StatsOptions(reference=resolve_reference(results)[0])
+    tables, index = write_report(results, ReportOptions(stats=reference), tmp_path / "rep")
+    assert "selected on validation MAE, the mean over incomplete modality patterns" in tables[0].caption
+    assert "### Methods: parameters, backbone" in index.read_text()
+    assert all((tmp_path / "rep" / "tables" / f"synth-mosi__methods{s}").is_file() for s in (".md", ".tex", ".csv"))
+    assert "vs Vanilla fusion" in (tmp_path / "rep" / "tables" / "synth-mosi__fixed_pattern__mae.tex").read_text()
+
+
+def test_older_run_json_without_the_new_keys_still_reports(tmp_path: Path) -> None:
+    from reports.report import method_tables, resolve_reference
+
+    rows = [record(m, s, c, 0.7 + 0.01 * s) for m in ("a", "b") for s in (0, 1) for c in ("full", "text")]
+    results = load_results([write_run(tmp_path / "old", rows)])
+    assert resolve_reference(results)[0] is None
+    (table,) = method_tables(results)
+    assert table.frame["n_parameters"].isna().all() and (table.frame["backbone"] == "–").all()
+    assert "did not record backbones" in table.caption and "checkpoints selected on the validation split" in \
+        build_tables(results, ReportOptions(metrics=("acc2_non0",)))[0].caption

@@ -12,6 +12,7 @@ import pytest
 from records import run_record as record
 from scipy import stats as sps
 
+from harness.power import minimum_detectable_effect, seeds_needed
 from harness.stats import aggregate
 from reports.captions import describe
 from reports.figures import band_limits, curve_figure
@@ -182,6 +183,25 @@ def test_curve_figure_draws_the_clipped_band() -> None:
     assert band.max() == pytest.approx(100.0) and band.min() == pytest.approx(0.0)
 
 
+def test_figures_name_axes_and_methods_for_readers() -> None:
+    from reports.figures import drop_figure, looks
+
+    many = looks([f"m{i}" for i in range(40)])
+    assert len({(lk.color, lk.marker, lk.linestyle) for lk in many.values()}) == 40
+    assert len({lk.color for lk in list(many.values())[:8]}) == 8  # no repeated colour before the ninth method
+    agg = pd.DataFrame({"method": ["vanilla_fusion", "mmin"] * 2, "severity": [0.0, 0.0, 0.5, 0.5],
+                        "mean": [0.8, 0.7, 0.6, 0.65], "ci_low": np.nan, "ci_high": np.nan})
+    fig = curve_figure({"gaussian, text": agg}, ACC, "t", {"gaussian, text": "noise-to-signal amplitude ratio"})
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "noise-to-signal amplitude ratio" and ax.get_ylabel().startswith("Acc-2 (non-0) (%)")
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["Vanilla fusion", "MMIN"]
+    assert len({line.get_marker() for line in ax.get_lines()}) == 2
+    drops = agg.rename(columns={"severity": "column"}).assign(column=["text", "text", "audio", "audio"])
+    ax = drop_figure(drops, ACC, "t").axes[0]
+    assert ax.get_xlabel() == "available modalities" and ax.get_ylabel()
+
+
 def test_caption_states_n_test_correction_reference_protocol_and_power() -> None:
     vals = values({"ref": {"x": REF[:3]}, "other": {"x": BETTER[:3]}}, metric="mae")
     opts = StatsOptions(reference="ref", test="wilcoxon", correction="bh")
@@ -193,6 +213,25 @@ def test_caption_states_n_test_correction_reference_protocol_and_power() -> None
                    "(m = 1)", "PARTIAL RUN, not reportable: dataset d uses the smoke-test preset"]:
         assert needed in text, needed
     assert table.cells.loc[("ref", "x", "mae")]["rank"] == 1  # lower MAE wins
+
+
+def test_caption_and_csv_state_the_minimum_detectable_effect() -> None:
+    vals = values({"ref": {"x": REF, "y": REF}, "good": {"x": BETTER, "y": NOISY}})
+    opts = StatsOptions(reference="ref")
+    table = build_table("t", "d", "patterns", vals, columns(["x", "y"]), opts)
+    diffs = {c: np.subtract(v, REF) for c, v in (("x", BETTER), ("y", NOISY))}
+    sd = np.sqrt(np.mean([np.var(d, ddof=1) for d in diffs.values()]))  # pooled over the family (m = 2)
+    (fam,) = table.power
+    assert fam.m == 2 and fam.n == 5 and fam.sd == pytest.approx(sd)
+    assert fam.mde == pytest.approx(minimum_detectable_effect(sd, 5, 0.05 / 2))
+    text = describe(table, opts, [("p", 1, "h")])
+    assert f"differences smaller than {100 * fam.mde:.1f} points are likely to be missed" in text
+    assert "level 0.05/2 after Holm" in text and "largest observed difference (+10.2 points, good, x)" in text
+    csv = pd.read_csv(__import__("io").StringIO(to_csv(table))).set_index(["method", "column"])
+    y = csv.loc[("good", "y")]
+    assert y["diff"] == pytest.approx(np.mean(diffs["y"])) and y["diff_sd"] == pytest.approx(np.std(diffs["y"], ddof=1))
+    assert y["seeds_needed"] == seeds_needed(np.mean(diffs["y"]), np.std(diffs["y"], ddof=1), 0.05 / 2)
+    assert np.isnan(csv.loc[("ref", "y"), "mde"])
 
 
 def test_varying_seed_counts_and_holm_floor_are_stated() -> None:
@@ -208,31 +247,40 @@ def test_varying_seed_counts_and_holm_floor_are_stated() -> None:
     assert "after Holm over 8 comparisons the smallest attainable adjusted p with n=6 is 0.25" in text
 
 
+def _cells_in(row: str) -> int:
+    """Columns a tabular row fills: &-separated cells, a \\multicolumn{k} counting k."""
+    parts = re.split(r"(?<!\\)&", row)
+    return sum(int(m.group(1)) if (m := re.search(r"\\multicolumn\{(\d+)\}", p)) else 1 for p in parts)
+
+
 def check_latex_structure(tex: str) -> None:
     """What must hold for the fragment to compile: balanced braces, inline math ``$...$`` closed on its line,
-    booktabs rules in order, one row per line with as many &-separated cells as the column spec has
-    columns, no raw underscores or non-ASCII characters."""
+    floats and tabulars closed, in every tabular booktabs rules in order and every row filling as many columns
+    as its spec has, no raw underscores or non-ASCII characters."""
     body = re.sub(r"\\[{}&%$#_]", "", tex)
     depth = 0
     for ch in body:
         depth += {"{": 1, "}": -1}.get(ch, 0)
         assert depth >= 0, "a } closes nothing"
     assert depth == 0, "unbalanced braces"
-    lines = tex.splitlines()
-    for line in lines:  # mibench writes inline math only, never across lines
+    for line in tex.splitlines():  # mibench writes inline math only, never across lines
         assert len(re.findall(r"(?<!\\)\$", line)) % 2 == 0, f"unpaired $ in {line!r}"
-    spec = re.search(r"\\begin\{tabular\}\{(l[rlc]*)\}", tex)
-    assert spec, "no tabular"
-    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
-    rules = [i for i, ln in enumerate(lines) if ln in (r"\toprule", r"\midrule", r"\bottomrule")]
-    assert [lines[i] for i in rules] == [r"\toprule", r"\midrule", r"\bottomrule"], "booktabs rules missing"
-    rows = [r for r in lines[rules[0] + 1:rules[2]] if r != r"\midrule"]
-    assert rows and all(r.endswith(r"\\") for r in rows)
-    cells = [len(re.split(r"(?<!\\)&", r)) for r in rows]
-    assert set(cells) == {len(spec.group(1))}, f"cells per row {cells}, column spec {spec.group(1)!r}"
+    floats = re.findall(r"\\begin\{(table\*?)\}", tex)
+    assert floats and len(floats) == len(re.findall(r"\\end\{table\*?\}", tex)), "floats not closed"
+    tabulars = re.findall(r"\\begin\{tabular\}\{@\{\}(l(?:[rlc]|p\{\d+pt\})*)@\{\}\}\n(.*?)\\end\{tabular\}", tex, re.S)
+    assert tabulars, "no tabular"
+    assert len(tabulars) == tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}"), "a tabular is not closed"
+    for spec, inner in tabulars:
+        ncols = len(re.findall(r"[rlc]|p\{\d+pt\}", spec))
+        lines = inner.splitlines()
+        rules = [ln for ln in lines if ln in (r"\toprule", r"\midrule", r"\bottomrule")]
+        assert rules == [r"\toprule", r"\midrule", r"\bottomrule"], "booktabs rules missing"
+        rows = [r for r in lines if r not in rules and not r.startswith(r"\cmidrule")]
+        assert rows and all(r.endswith(r"\\") for r in rows)
+        cells = [_cells_in(r) for r in rows]
+        assert set(cells) == {ncols}, f"cells per row {cells}, column spec {spec!r}"
     assert not re.search(r"(?<!\\)_", re.sub(r"\\label\{[^}]*\}", "", tex)), "unescaped underscore"
     assert all(ord(ch) < 128 for ch in tex), "non-ASCII character in LaTeX output"
-    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1
 
 
 def small_latex() -> str:
@@ -263,7 +311,7 @@ def test_renderers_on_a_composite_table() -> None:
                       values({"vanilla_fusion": {"full": [1.1, 1.2, 1.0, 1.1, 1.2]},
                               "my_method": {"full": [0.9, 0.95, 0.92, 0.9, 0.91]}}, metric="mae")])
     col = [Column("full", (Slot("full", "acc2_non0", True), Slot("full", "mae", False, 1.0, "{:.3f}")))]
-    opts = StatsOptions()
+    opts = StatsOptions(reference="vanilla_fusion")
     table = build_table("d__composite", "d", "patterns", vals, col, opts)
     table.caption = describe(table, opts, [("fixed_pattern", 1, "h")])
     md = to_markdown(table)
@@ -274,6 +322,7 @@ def test_renderers_on_a_composite_table() -> None:
     tex = to_latex(table)
     check_latex_structure(tex)
     assert r"\textbf{81.2}" in tex and r"my\_method" in tex and r"$^{\ddagger}$" in tex
+    assert "\nVanilla fusion & " in tex  # paper tables name methods by their card labels
     csv = pd.read_csv(__import__("io").StringIO(to_csv(table)))
     assert len(csv) == 4 and set(csv.metric) == {"acc2_non0", "mae"}
     row = csv[(csv.method == "my_method") & (csv.metric == "acc2_non0")].iloc[0]

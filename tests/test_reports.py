@@ -3,6 +3,7 @@ bootstrap option, merging, and the `mibench report` command with its errors."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -33,6 +34,14 @@ from reports.tables import Column, Slot, StatsOptions, build_table
 
 cli = CliRunner()
 METRICS = ("acc2_non0", "mae")
+REF = StatsOptions(reference="vanilla_fusion")
+
+
+def declare_reference(run_dir: Path, method: str) -> None:
+    """What the training side records (run.json ``reference``, from the method cards), for runs of plugin methods."""
+    meta = json.loads((run_dir / "run.json").read_text())
+    if not meta.get("reference"):
+        (run_dir / "run.json").write_text(json.dumps({**meta, "reference": method}))
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +53,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                     method_options={"*": {"epochs": 2, "batch_size": 32}}, plugins=("plugin_method", "plugin_protocol"))
     summary = runner.run(cfg)
     assert not summary.failed
+    declare_reference(out, "vanilla_fusion")
     yield out
     PROTOCOLS.remove("test_random_drop")  # registered by the run; other modules never see it
 
@@ -51,7 +61,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def report(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list, Path]:
     out = tmp_path_factory.mktemp("report")
-    options = ReportOptions(metrics=METRICS, formats=("md", "latex", "csv"))
+    options = ReportOptions(metrics=METRICS, formats=("md", "latex", "csv"), stats=REF)
     return write_report(load_results([run_dir], allow_partial=True), options, out)
 
 
@@ -111,7 +121,7 @@ LATEX = next((engine for engine in LATEX_ENGINES if shutil.which(engine)), None)
 def test_latex_structure(report: tuple[list, Path]) -> None:
     _, index = report
     fragments = sorted((index.parent / "tables").glob("*.tex"))
-    assert len(fragments) == 11
+    assert len(fragments) == 12  # 11 result tables and the per-method table
     for fragment in fragments:
         check_latex_structure(fragment.read_text())
 
@@ -146,18 +156,19 @@ def test_latex_compiles(report: tuple[list, Path], tmp_path: Path) -> None:
     _, index = report
     shutil.copytree(index.parent / "tables", tmp_path / "tables")
     fragments = sorted((tmp_path / "tables").glob("*.tex"))
-    assert len(fragments) == 11
+    assert len(fragments) == 12
     (tmp_path / "tables" / "marks.tex").write_text(_marks_fragment())
     fragments.append(tmp_path / "tables" / "marks.tex")
     inputs = "".join(f"\\input{{tables/{f.name}}}\n\\clearpage\n" for f in fragments)  # clearpage: no float pile-up
     doc = tmp_path / "doc.tex"
-    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + inputs
-                   + "\\end{document}\n")
+    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n\\begin{document}\n"
+                   + inputs + "\\end{document}\n")
     res = subprocess.run(_latex_command(LATEX, doc), cwd=tmp_path, capture_output=True, text=True, timeout=300)
     log = tmp_path / "doc.log"
     tail = (log.read_text(errors="replace") if log.is_file() else res.stdout + res.stderr)[-3000:]
     assert res.returncode == 0, f"{LATEX} failed:\n{tail}"
     assert (tmp_path / "doc.pdf").stat().st_size > 1000, tail
+    assert "Overfull \\hbox" not in log.read_text(errors="replace"), "a table is wider than the text"
 
 
 def test_figures_exist_as_png_and_pdf(report: tuple[list, Path]) -> None:
@@ -218,14 +229,15 @@ def test_bootstrap_of_averaged_draws_by_hand(run_dir: Path) -> None:
                               conditions=["all/r=0.5"], curve="test_random_drop/all", n_resamples=150)
     row = got.set_index("method").loc["test_plugin_mean"]
     assert row["column"] == "all/r=0.5" and (row.ci_low, row.ci_high) == pytest.approx(tuple(expected))
-    table = build_tables(results, ReportOptions(metrics=("acc2_non0",)))[2]
+    table = build_tables(results, ReportOptions(metrics=("acc2_non0",), stats=REF))[2]
     cell_mean = table.cells.loc[("test_plugin_mean", "all/r=0.5", "acc2_non0"), "mean"]
     assert cell_mean == pytest.approx(by_hand(*[p for draws in preds for p in draws], target))  # same average
 
 
 def test_paired_bootstrap_test_from_predictions(run_dir: Path, tmp_path: Path) -> None:
     options = ReportOptions(metrics=("mae",), formats=("md",), figures="none",
-                            stats=StatsOptions(test="bootstrap", n_permutations=99))
+                            stats=StatsOptions(reference="vanilla_fusion", test="bootstrap",
+                                               n_permutations=99))
     results = load_results([run_dir], allow_partial=True)
     tables, index = write_report(results, options, tmp_path / "rep")
     patterns, drawn, summary = tables[1], tables[2], tables[-1]
@@ -249,7 +261,8 @@ def test_paired_bootstrap_test_from_predictions(run_dir: Path, tmp_path: Path) -
 
 
 def test_randomization_test_from_predictions(run_dir: Path) -> None:
-    options = ReportOptions(metrics=("mae",), stats=StatsOptions(test="randomization", n_permutations=99))
+    options = ReportOptions(metrics=("mae",), stats=StatsOptions(reference="vanilla_fusion", test="randomization",
+                                                                 n_permutations=99))
     tables = build_tables(load_results([run_dir], allow_partial=True), options)
     patterns, summary = tables[1], tables[-1]
     other = patterns.cells.xs("test_plugin_mean", level="method")

@@ -338,7 +338,7 @@ def test_parallel_progress_names_the_running_cells(tmp_path: Path) -> None:
 
             self.running: set[str] = set()
 
-        def start(self, total: int, done: int) -> None: ...
+        def start(self, total: int, done: int, out: Path, todo: list) -> None: ...
         def started(self, cell) -> None:
             self.running.add(cell.id)
             self.running_seen.append(sorted(self.running))

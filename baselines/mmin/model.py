@@ -55,6 +55,7 @@ class MMIN(Method):
 
     Config = MMINConfig
     card = MethodCard(
+        label="MMIN",
         paper="Zhao, Li, Jin: Missing Modality Imagination Network for Emotion Recognition with Uncertain "
               "Missing Modalities, ACL 2021",
         url="https://doi.org/10.18653/v1/2021.acl-long.203",

@@ -214,6 +214,7 @@ class ModalImmune(Method):
 
     Config = ModalImmuneConfig
     card = MethodCard(
+        label="ModalImmune",
         paper=PAPER,
         url="https://arxiv.org/abs/2602.16197",
         code="none published; this is the reference implementation",
@@ -262,7 +263,7 @@ def variant(name: str, doc: str, **defaults: Any) -> type[ModalImmune]:
     cfg = dataclass(frozen=True)(type(f"{name}Config", (ModalImmuneConfig,), {
         "__annotations__": {k: fields[k].type for k in defaults}, "__doc__": doc, **defaults}))
     cls = type(name, (ModalImmune,), {"Config": cfg, "__doc__": doc})
-    cls.card = dataclasses.replace(ModalImmune.card, reported=(), notes=f"Ablation: {doc}")
+    cls.card = dataclasses.replace(ModalImmune.card, reported=(), notes=f"Ablation: {doc}", label="")  # registry name
     return cls
 
 
