@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -134,19 +135,20 @@ class RandomMissing(Protocol):
     rates: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
     seeds: tuple[int, ...] = (0, 1, 2)
     modalities: tuple[str, ...] | None = None
+    corruption: ClassVar[Any] = random_modality_missing
 
     def __post_init__(self) -> None:
-        check_grid("random_missing.rates", self.rates, RATE)
-        check_grid("random_missing.seeds", self.seeds, SEED)
+        check_grid(f"{self.name}.rates", self.rates, RATE)
+        check_grid(f"{self.name}.seeds", self.seeds, SEED)
 
     def conditions(self, spec: DatasetSpec, stats: FeatureStats | None = None) -> list[Condition]:
         out = []
         for r in self.rates:
-            apply = random_modality_missing.bind(spec, rate=r, modalities=self.modalities)
+            apply = self.corruption.bind(spec, rate=r, modalities=self.modalities)
             for s in self.seeds:
                 # the seed only enters through the name: the evaluator derives the generator from it
                 out.append(Condition(f"r={fmt(r)}/seed={s}", apply, severity=float(r), curve=self.name,
-                                     corruptions=(random_modality_missing.name,)))
+                                     corruptions=(self.corruption.name,)))
         return out
 
 
@@ -162,19 +164,7 @@ class MissingRate(RandomMissing):
     severity_units = {"missing_rate": "missing rate r (share of modalities)"}
     paper = ("GCNet (Lian et al., TPAMI 2023) and CPM-Net (Zhang et al., TPAMI 2020) missing rate; ModalImmune "
              "(Fu et al., 2026), Table 4")
-
-    def __post_init__(self) -> None:
-        check_grid("missing_rate.rates", self.rates, RATE)
-        check_grid("missing_rate.seeds", self.seeds, SEED)
-
-    def conditions(self, spec: DatasetSpec, stats: FeatureStats | None = None) -> list[Condition]:
-        out = []
-        for r in self.rates:
-            apply = exact_modality_missing.bind(spec, rate=r, modalities=self.modalities)
-            for s in self.seeds:
-                out.append(Condition(f"r={fmt(r)}/seed={s}", apply, severity=float(r), curve=self.name,
-                                     corruptions=(exact_modality_missing.name,)))
-        return out
+    corruption = exact_modality_missing
 
 
 PROTOCOLS.add(FixedPattern.name, FixedPattern())

@@ -7,11 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from harness.executors.base import OnResult
+from harness.executors.sequential import SequentialExecutor
 from harness.plan import Loaded, WorkUnit
-from harness.work import Progress, on_device, run_unit
+from harness.work import Progress
 
 
-class StackedExecutor:
+class StackedExecutor(SequentialExecutor):
+    """The sequential executor over seed-group units (``run_unit`` stacks a group of a stackable method)."""
+
     name = "stacked"
 
     def __init__(self, compile: bool = False) -> None:
@@ -19,13 +22,6 @@ class StackedExecutor:
 
     def execution(self) -> dict[str, Any]:
         return {"executor": self.name, "compile": self.compile}
-
-    def execute(self, loaded: Loaded, units: list[WorkUnit], on_result: OnResult,
-                progress: Progress | None) -> None:
-        datasets = on_device(loaded)
-        for unit in units:
-            for result in run_unit(unit, loaded, datasets, progress, self.execution()):
-                on_result(result)
 
 
 class CombinedExecutor:
