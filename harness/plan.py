@@ -23,6 +23,7 @@ from corruptions.spec import FeatureStats
 from harness import builtins
 from harness.config import RunConfig, check_global_options, default_out_dir, method_config
 from harness.data import DataOptions, Dataset
+from harness.datasets.limits import parse_size
 from harness.evaluate import expand
 from harness.registry import DATASETS, METHODS, METRICS, PROTOCOLS, import_plugin
 from harness.training import resolve_select_metric
@@ -110,7 +111,8 @@ def parse_dataset(entry: str, config: RunConfig) -> tuple[str, DataOptions]:
     data_dir = Path(config.data_dir).expanduser() if config.data_dir else None
     return name, DataOptions(preset=config.preset, path=Path(path).expanduser() if path else None, data_dir=data_dir,
                              nan_value=float(config.nan_value), pool=config.pool, standardize=config.standardize,
-                             iemocap_classes=config.iemocap_classes)
+                             iemocap_classes=config.iemocap_classes,
+                             load_limit=parse_size(config.load_limit) if config.load_limit else None)
 
 
 def parse_datasets(config: RunConfig) -> dict[str, DataOptions]:

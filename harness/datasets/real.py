@@ -39,8 +39,11 @@ ZIP, HDF5 = (b"PK\x03\x04", b"PK\x05\x06"), b"\x89HDF\r\n\x1a\n"
 
 def sniff(path: Path) -> str:
     """``npz`` or ``pickle`` from the file's first bytes (never its name); ``ValueError`` for other content."""
-    with open(path, "rb") as fh:
-        head = fh.read(8)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:  # /proc/self/mem, a directory, no permission, an I/O error
+        raise ValueError(f"{path}: cannot be read as a data file ({exc.strerror or exc})") from None
     if not head:
         raise ValueError(f"{path}: the file is empty (truncated download?)")
     if head[:4] in ZIP:
@@ -59,8 +62,8 @@ def read_raw(path: Path, options: DataOptions, name: str | None = None) -> RawDa
     ``name`` (the dataset asked for, if known) only makes the advice in a refused pickle's error exact.
     """
     if sniff(path) == "npz":
-        return read_npz(path)
-    obj = load_pickle(path, trust=options.trust_pickle, name=name)
+        return read_npz(path, options.load_limit)
+    obj = load_pickle(path, trust=options.trust_pickle, name=name, limit=options.load_limit)
     layout = formats.detect(obj, path)
     if layout == "mmsa":
         return formats.read_mmsa(obj, path)
