@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +16,7 @@ from rich.table import Table
 from harness import builtins
 from harness.cli_data import data_app
 from harness.config import build_run_config, parse_set
+from harness.lock import RunLockedError
 from harness.registry import CORRUPTIONS, DATASETS, METHODS, METRICS, PROTOCOLS, UnknownNameError
 from harness.store import RunExistsError, RunStore
 
@@ -28,6 +30,17 @@ err = Console(stderr=True)
 def fail(message: str) -> typer.Exit:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
+
+
+def os_error(exc: OSError, doing: str) -> str:
+    """One line for a failed file operation: the file, what went wrong, and what is kept."""
+    where = exc.filename or "?"
+    what = exc.strerror or str(exc)
+    hint = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
+            errno.EROFS: "the filesystem is read-only", errno.EACCES: "no permission to write there",
+            errno.EPERM: "no permission to write there"}.get(exc.errno or 0, "")
+    return (f"{where}: {what} while {doing}" + (f" ({hint})" if hint and hint not in what.lower() else "")
+            + "; everything stored before is kept, and the same command resumes")
 
 
 class RichProgress:
@@ -116,8 +129,10 @@ def run(
             summary = runner.run(cfg, progress, overwrite=overwrite, table_metric=metric)
         finally:
             progress.stop()
-    except (ValueError, UnknownNameError, RunExistsError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, UnknownNameError, RunExistsError, RunLockedError, FileNotFoundError, ImportError) as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(os_error(exc, "writing the run")) from None
     _finish_report(summary.out, metric)
     console.print(f"Results: {summary.out}  ({len(summary.done)} trained, {len(summary.skipped)} resumed)")
     if summary.failed:
@@ -144,6 +159,11 @@ def _finish_report(run_dir: Path, metric: str | None) -> None:
         _, index = write_report(results, options, run_dir / "report")
     except (ValueError, UnknownNameError) as exc:
         err.print(f"report not written: {exc}", highlight=False, soft_wrap=True, markup=False)
+        return
+    except OSError as exc:
+        err.print(f"report not written: {exc.filename}: {exc.strerror or exc} (the results are stored; "
+                  f"'mibench report {run_dir} --out DIR' writes it elsewhere)", highlight=False, soft_wrap=True,
+                  markup=False)
         return
     console.print(f"Report: {index}" + (" (partial run: not reportable)" if results.partial else ""),
                   highlight=False, soft_wrap=True)
@@ -263,6 +283,9 @@ def report(
         tables, index = write_report(results, options, out or run_dirs[0] / "report")
     except (ValueError, UnknownNameError, FileNotFoundError, ImportError) as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"{exc.filename}: {exc.strerror or exc} while writing the report (nothing of the run changed; "
+                   f"--out DIR writes it elsewhere)") from None
     console.print(markdown_tables(tables), soft_wrap=True, highlight=False, markup=False)
     console.print(f"\nReport: {index}", highlight=False, soft_wrap=True)
 
@@ -271,13 +294,19 @@ def report(
 def status(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
     """Show each cell's status in a run directory."""
     try:
-        meta = RunStore.read(run_dir).meta
-    except FileNotFoundError as exc:
+        store = RunStore.read(run_dir)
+        problems = store.integrity_problems()
+    except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"{exc.filename}: {exc.strerror or exc}") from None
+    meta = store.meta
     table = Table("cell", "status", "detail", box=None)
     for cell, entry in meta["cells"].items():
         table.add_row(cell, entry["status"], entry.get("error", ""))
     console.print(table)
+    for line in problems:  # integrity (harness.store.RunStore.integrity_problems)
+        err.print(f"integrity: {line}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.callback(invoke_without_command=True)

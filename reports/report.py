@@ -30,6 +30,7 @@ from reports.captions import describe
 from reports.load import Results
 from reports.persample import bootstrap_intervals, persample_pvalues
 from reports.render import RENDERERS, to_markdown
+from reports.staging import staged_dir
 from reports.tables import PER_SAMPLE_TESTS, StatsOptions, Table, build_table
 from reports.views import (
     View,
@@ -236,27 +237,26 @@ def _write_tables(tables: Sequence[Table], options: ReportOptions, out: Path) ->
     return files
 
 
-def prepare_out(out: Path) -> None:
-    """Make ``out`` ready: create it, or clear the files of an earlier report there (so no stale table or
-    figure survives); a non-empty directory that holds no ``report.md`` is refused, never cleared."""
-    if out.exists() and any(out.iterdir()):
-        if not (out / "report.md").is_file():
-            raise ValueError(f"{out} is not empty and holds no report.md; choose another --out")
-        for sub, suffixes in (("tables", (".md", ".tex", ".csv")), ("figures", (".png", ".pdf"))):
-            for path in (out / sub).glob("*"):
-                if path.is_file() and path.suffix in suffixes:
-                    path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+def is_report_dir(out: Path) -> bool:
+    """Whether ``out`` may be replaced by a new report: empty, a report (``report.md``), or what a killed
+    report write of an older mibench left (only ``tables/`` and ``figures/``). Anything else is the user's."""
+    names = {p.name for p in out.iterdir()}
+    return (out / "report.md").is_file() or names <= {"tables", "figures", "report.md"}
 
 
 def write_report(results: Results, options: ReportOptions, out: Path) -> tuple[list[Table], Path]:
     """Write tables, figures and ``report.md`` under ``out``; return the tables and the index path."""
+    final = Path(out)
+    tables = build_tables(results, options)  # every error is raised before anything is written
+    with staged_dir(final, is_report_dir) as out:  # built aside, swapped in whole (reports/staging.py)
+        index = _write_all(results, options, tables, out)
+    return tables, final / index.name
+
+
+def _write_all(results: Results, options: ReportOptions, tables: list[Table], out: Path) -> Path:
     from reports.figures import make_figures  # late: matplotlib is only needed when writing
     from reports.index import index_markdown
 
-    out = Path(out)
-    tables = build_tables(results, options)  # every error is raised before anything is written
-    prepare_out(out)
     files = _write_tables(tables, options, out)
     metrics = metrics_by_dataset(results, options)
     drawn = {d: ms[:1] if options.figures == "first" else ms for d, ms in metrics.items()}
@@ -271,7 +271,7 @@ def write_report(results: Results, options: ReportOptions, out: Path) -> tuple[l
             pairs[dataset] = (frame, path)
     index = out / "report.md"
     index.write_text(index_markdown(results, options, tables, files, figures, pairs, out), encoding="utf-8")
-    return tables, index
+    return index
 
 
 def markdown_tables(tables: Sequence[Table]) -> str:
