@@ -102,7 +102,17 @@ def run(
     threads: Annotated[int | None, typer.Option(help="Torch intra-op CPU threads (default 1: tiny models).")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel cell processes (default 0: one per CPU core).")] = None,
     executor: Annotated[str | None, typer.Option(
-        help="How units of work run: auto, sequential or process (default auto).")] = None,
+        help="How units of work run: auto, sequential, process or ray (default auto).")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="--executor ray: the cluster, auto or HOST:PORT (default: start a local instance).")] = None,
+    gpus_per_task: Annotated[float | None, typer.Option(
+        help="--executor ray: GPUs each worker reserves; 0.5 shares a GPU between two (default 0).")] = None,
+    max_retries: Annotated[int | None, typer.Option(
+        help="--executor ray: reruns of a unit whose worker died (default 3).")] = None,
+    ray_data: Annotated[str | None, typer.Option(
+        help="--executor ray: store (the driver ships the data) or path (workers load it) (default store).")] = None,
+    load_limit: Annotated[str | None, typer.Option(
+        help="Memory a data file may make the loader allocate, e.g. 64G (default: relative to its size).")] = None,
     nan_value: Annotated[float | None, typer.Option(help="Value replacing NaN/inf features (default 0).")] = None,
     pool: Annotated[bool | None, typer.Option("--pool/--no-pool", help="Mean-pool sequences over time.")] = None,
     standardize: Annotated[bool | None, typer.Option(
@@ -119,7 +129,8 @@ def run(
             config, methods=methods, datasets=datasets, seeds=seeds, protocols=protocols, preset=preset,
             out=str(out) if out else None, device=device, data_dir=str(data_dir) if data_dir else None,
             plugins=tuple(plugin) if plugin else None, method_options=parse_set(set_ or []), threads=threads,
-            workers=workers, executor=executor,
+            workers=workers, executor=executor, ray_address=address, gpus_per_task=gpus_per_task,
+            max_retries=max_retries, ray_data=ray_data, load_limit=load_limit,
             nan_value=nan_value, pool=pool, standardize=standardize, iemocap_classes=iemocap_classes,
         )
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

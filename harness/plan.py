@@ -97,10 +97,12 @@ class Plan:
         return use, skipped
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, here: bool = True) -> torch.device:
+    """The device cells train on. ``here`` False: they train elsewhere (Ray workers, which resolve the name
+    themselves), so this process's lack of a GPU is no error and ``auto`` means nothing about them."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+        return torch.device("cuda" if here and torch.cuda.is_available() else "cpu")
+    if here and name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {name} was requested but no CUDA GPU is available; use --device cpu or auto")
     return torch.device(name)
 
@@ -157,7 +159,8 @@ def prepare(config: RunConfig) -> Plan:
     protocols = [PROTOCOLS.get(p) for p in PROTOCOLS.resolve(config.protocols)
                  if p in config.protocols or not PROTOCOLS.get(p).held_out]
     out = Path(config.out).expanduser() if config.out else default_out_dir(config.identity_hash())
-    plan = Plan(config, methods, datasets, protocols, configs, resolve_device(config.device), out,
+    device = resolve_device(config.device, here=config.executor != "ray")
+    plan = Plan(config, methods, datasets, protocols, configs, device, out,
                 explicit_protocols={p for p in config.protocols if p in PROTOCOLS})
     plan.cells = [Cell(d, m, s) for d in datasets for m in methods for s in config.seeds]
     return plan

@@ -87,3 +87,26 @@ def identity(plan: Plan, datasets: dict[str, Dataset]) -> dict[str, Any]:
     ident["method_options"] = options
     ident["data"] = {name: data_fingerprint(d) for name, d in datasets.items()}
     return ident
+
+
+def worker_identity(plan: Plan, datasets: dict[str, Dataset]) -> dict[str, Any]:
+    """What a worker must agree on with its driver before it trains: the run identity (config, resolved method
+    options, data digests), every protocol's definition and the mibench version. A worker on another machine
+    with another file at the same path, or another mibench, differs here (:func:`identity_diff`)."""
+    return {"identity": identity(plan, datasets), "mibench": __version__,
+            "protocols": {p.name: [p.version, p.digest()] for p in plan.protocols}}
+
+
+def identity_diff(mine: dict[str, Any], driver: dict[str, Any]) -> list[str]:
+    """Human-readable differences between a worker's :func:`worker_identity` and the driver's."""
+    out = []
+    data_w, data_d = mine["identity"].get("data", {}), driver["identity"].get("data", {})
+    out += [f"data of {n}: digest {data_w.get(n)} here, {data_d.get(n)} on the driver"
+            for n in sorted(set(data_w) | set(data_d)) if data_w.get(n) != data_d.get(n)]
+    rest_w = {k: v for k, v in mine["identity"].items() if k != "data"}
+    rest_d = {k: v for k, v in driver["identity"].items() if k != "data"}
+    out += [f"{k}: {rest_w.get(k)!r} here, {rest_d.get(k)!r} on the driver"
+            for k in sorted(set(rest_w) | set(rest_d)) if rest_w.get(k) != rest_d.get(k)]
+    out += [f"{k}: {mine[k]!r} here, {driver[k]!r} on the driver" for k in ("mibench", "protocols")
+            if mine.get(k) != driver.get(k)]
+    return out

@@ -25,7 +25,7 @@ from typing import Any
 
 from harness import builtins
 from harness.config import RunConfig
-from harness.executors import choose
+from harness.executors import check, choose
 from harness.lock import RunLock
 from harness.plan import Cell, Plan, check_metrics, group_cells, prepare, prepare_process
 from harness.provenance import identity, run_meta
@@ -112,6 +112,7 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
     if table_metric is not None:
         METRICS.get(table_metric)  # an unknown name is answered before any data is loaded
     plan = prepare(config)  # every name and option checked before the directory is touched
+    check(plan)
     with RunLock(plan.out):  # a second driver is refused here, before it loads anything
         return _run_locked(config, progress, overwrite, table_metric)
 

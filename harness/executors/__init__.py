@@ -1,8 +1,9 @@
 """Executors: how a run's units of work are executed (``--executor``). See :mod:`harness.executors.base`.
 
 ``sequential`` runs units one after another in this process; ``process`` runs them in worker processes;
-``auto`` (the default) uses worker processes when more than one worker and more than one unit make that worth
-it, and runs sequentially otherwise.
+``ray`` runs them on a Ray cluster (:mod:`harness.executors.ray`, imported only then: ``import harness`` never
+needs Ray); ``auto`` (the default) uses worker processes when more than one worker and more than one unit make
+that worth it, and runs sequentially otherwise.
 """
 
 from __future__ import annotations
@@ -16,7 +17,31 @@ from harness.executors.sequential import SequentialExecutor
 from harness.plan import Plan, WorkUnit
 
 log = logging.getLogger(__name__)
-EXECUTOR_NAMES = ("auto", "sequential", "process")
+EXECUTOR_NAMES = ("auto", "sequential", "process", "ray")
+RAY_HINT = 'pip install "mibench[ray]"'
+
+
+def check(plan: Plan) -> None:
+    """Refuse an unusable ``--executor`` and its options before any data is loaded or directory touched."""
+    cfg = plan.config
+    if cfg.executor not in EXECUTOR_NAMES:
+        raise ValueError(f"--executor {cfg.executor!r} is unknown; valid: {', '.join(EXECUTOR_NAMES)}")
+    ray_only = {"--address": cfg.ray_address, "--gpus-per-task": cfg.gpus_per_task or None}
+    if cfg.executor != "ray":
+        given = [k for k, v in ray_only.items() if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply to --executor ray (this run uses {cfg.executor})")
+        return
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ValueError(f"--executor ray needs Ray, which is not installed: {RAY_HINT}") from None
+    if cfg.device.startswith("cuda") and cfg.gpus_per_task <= 0:
+        raise ValueError(f"--device {cfg.device} with --executor ray needs --gpus-per-task > 0: a Ray worker sees "
+                         f"only the GPUs it reserved")
+    if registering_modules(plan) is None:
+        raise ValueError("--executor ray: an entry of this run was registered inside a function or by __main__, "
+                         "which Ray workers cannot repeat; register it at a module's top level")
 
 
 def worker_count(plan: Plan) -> int:
@@ -29,8 +54,11 @@ def worker_count(plan: Plan) -> int:
 def choose(plan: Plan, units: list[WorkUnit]) -> Executor:
     """The executor for ``plan``'s ``--executor`` option (``auto``: see the module docstring)."""
     name = plan.config.executor
-    if name not in EXECUTOR_NAMES:
-        raise ValueError(f"--executor {name!r} is unknown; valid: {', '.join(EXECUTOR_NAMES)}")
+    check(plan)
+    if name == "ray":
+        from harness.executors.ray import RayExecutor
+
+        return RayExecutor(plan.config, registering_modules(plan) or [])
     workers = worker_count(plan)
     if name == "sequential" or (name == "auto" and (workers <= 1 or len(units) <= 1)):
         return SequentialExecutor()
@@ -42,5 +70,5 @@ def choose(plan: Plan, units: list[WorkUnit]) -> Executor:
     return ProcessExecutor(workers, modules)
 
 
-__all__ = ["EXECUTOR_NAMES", "Executor", "OnResult", "ProcessExecutor", "SequentialExecutor", "choose",
+__all__ = ["EXECUTOR_NAMES", "Executor", "OnResult", "ProcessExecutor", "SequentialExecutor", "check", "choose",
            "worker_count"]
