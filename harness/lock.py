@@ -137,7 +137,7 @@ class RunLock:
                 raise RunLockedError(f"{self.root}: could not lock {self.path}: it keeps being replaced")
             self._claim()
         except BaseException:
-            self.release()
+            self.release(unlink=False)  # a refused lock's file names its holder: it stays as it is
             raise
 
     def _make_root(self) -> None:
@@ -199,10 +199,11 @@ class RunLock:
         except OSError as exc:
             raise OSError(exc.errno, f"cannot write the lock file: {exc.strerror}", str(self.path)) from None
 
-    def release(self) -> None:
+    def release(self, unlink: bool = True) -> None:
         if self.fd is not None:
             try:
-                self.path.unlink(missing_ok=True)  # while still holding it: see the module docstring
+                if unlink:
+                    self.path.unlink(missing_ok=True)  # while still holding it: see the module docstring
             except OSError as exc:
                 log.warning("%s: could not remove the lock file (%s)", self.path, exc.strerror)
             os.close(self.fd)
