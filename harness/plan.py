@@ -175,6 +175,10 @@ def load_datasets(plan: Plan) -> dict[str, Dataset]:
         for protocol, reason in skipped.items():
             log.warning("skipping protocol %s on %s: %s", protocol, name, reason)
         expand(protocols, data.spec, FeatureStats.from_batch(data.train))
+        for split in ("train", "valid", "test"):
+            if len(data.split(split)) < 2:
+                log.warning("%s: the %s split holds %d sample(s); spreads and correlations over it are undefined "
+                            "and the report says so", name, split, len(data.split(split)))
         loaded[name] = data
     return loaded
 

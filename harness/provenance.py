@@ -33,6 +33,7 @@ def run_meta(plan: Plan, datasets: dict[str, Dataset]) -> dict[str, Any]:
                       for p in plan.protocols],
         "datasets": {n: {"spec": dataclasses.asdict(d.spec), "provenance": dict(d.provenance),
                          "sizes": {s: len(d.split(s)) for s in ("train", "valid", "test")},
+                         "classes_present": _classes_present(d),
                          "skipped_protocols": plan.protocols_for(d)[1]}
                      for n, d in datasets.items()},
         "versions": {"mibench": __version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -42,6 +43,13 @@ def run_meta(plan: Plan, datasets: dict[str, Dataset]) -> dict[str, Any]:
         "device_name": torch.cuda.get_device_name(plan.device) if plan.device.type == "cuda" else platform.processor(),
         "host": platform.node(),
     }
+
+
+def _classes_present(data: Dataset) -> dict[str, int]:
+    """Distinct classes per split (classification only; reports say when a split holds one)."""
+    if data.spec.task != "classification":
+        return {}
+    return {s: int(data.split(s).y.unique().numel()) for s in SPLITS}
 
 
 def git_state() -> dict[str, Any]:

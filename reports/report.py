@@ -27,6 +27,7 @@ from harness.comparisons import compare_all_pairs
 from harness.registry import METRICS
 from harness.robustness import FIXED_PATTERN
 from reports.captions import describe
+from reports.degenerate import data_notes
 from reports.load import Results
 from reports.persample import bootstrap_intervals, persample_pvalues
 from reports.render import RENDERERS, to_markdown
@@ -180,7 +181,7 @@ def build_tables(results: Results, options: ReportOptions) -> list[Table]:
     records = collapse_draws(results.records)
     tables = []
     for dataset, metrics in metrics_by_dataset(results, options).items():
-        notes: list[str] = []
+        notes: list[str] = data_notes(results, dataset)  # degenerate data said, never crashed on
         for key, view in _views(records, dataset, metrics, options, notes):
             reported: dict = {}
             if options.reported and view.kind != "robustness":

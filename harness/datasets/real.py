@@ -80,12 +80,30 @@ def check_fits(raw: RawData, name: str, path: Path, options: DataOptions) -> Non
     if name == "iemocap" and raw.task != "classification":
         raise ValueError(f"{path}: holds sentiment scores ({raw.layout} layout), not IEMOCAP emotion labels; "
                          f"use --datasets mosi=... or mosei=...")
+    if name in ("mosi", "mosei"):
+        _check_sentiment(raw, name, path)
     source = raw.notes.get("converted_from")
     stored = source.get("label_view") if isinstance(source, dict) else None
     if name == "iemocap" and stored and stored != options.iemocap_classes:
         raise ValueError(f"{path}: label_view: the file holds the {stored!r} IEMOCAP view but iemocap_classes is "
                          f"{options.iemocap_classes!r}; convert the source again with --iemocap-classes "
                          f"{options.iemocap_classes}")
+
+
+def _check_sentiment(raw: RawData, name: str, path: Path) -> None:
+    """MOSI/MOSEI scores lie in [-3, 3] whatever the file declares (an .npz may declare another range, or none)."""
+    lo, hi = formats.SENTIMENT_RANGE
+    declared = raw.label_range
+    if declared is not None and (declared[0] < lo or declared[1] > hi):
+        raise ValueError(f"{path}: label_range: declares [{declared[0]:g}, {declared[1]:g}], but {name} sentiment "
+                         f"scores lie in [{lo:g}, {hi:g}]; is this file another dataset? (use --datasets npz=...)")
+    for split, sp in raw.splits.items():
+        if len(sp.y) and (float(sp.y.min()) < lo or float(sp.y.max()) > hi):
+            raise ValueError(f"{path}: {split}/labels: labels out of range: they span [{float(sp.y.min()):g}, "
+                             f"{float(sp.y.max()):g}], but {name} sentiment scores lie in [{lo:g}, {hi:g}] (use "
+                             f"--datasets npz=... for other data)")
+    raw.label_range = formats.SENTIMENT_RANGE
+    raw.notes.pop("label_range_inferred", None)
 
 
 def _pad_steps(x: np.ndarray, steps: int) -> np.ndarray:
