@@ -25,7 +25,7 @@ def data_notes(results: Results, dataset: str) -> list[str]:
             notes.append(f"the {split} split of {dataset} holds {n} sample(s): a spread or a correlation over it "
                          "is undefined, and one sample says little")
     for split, k in (info.get("classes_present") or {}).items():
-        if k == 1:
+        if k == 1 and (info.get("sizes") or {}).get(split, 2) >= 2:
             notes.append(f"the {split} split of {dataset} holds a single class: accuracy-type metrics there say "
                          "nothing about telling classes apart")
     rec = results.records[results.records["dataset"] == dataset]

@@ -9,7 +9,8 @@ Keys (``M`` modalities, splits ``train``, ``valid``, ``test``)::
     modalities             (M,) str    names, in the order of the present mask's columns, e.g. [text, audio,
                                        vision] or [language, acoustic]; see :func:`check_modalities`
     classes                (C,) str    class names by index; optional for regression (no classes)
-    label_range            (2,) float  optional, regression: labels must lie inside
+    label_range            (2,) float  optional, regression: labels must lie inside (absent: the labels' own
+                                       extent is taken, with a warning; mosi/mosei always need [-3, 3])
     provenance             str    optional JSON: where the data came from (written by ``mibench data convert``)
     <split>/<m>            (N, T_m, D_m) float32 features, zero after each sample's length
     <split>/<m>_lengths    (N,) whole numbers in [0, T_m]   optional: derived from non-zero rows when absent
@@ -30,7 +31,6 @@ values would lose their imaginary part, and object arrays would need pickle.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import tempfile
@@ -45,9 +45,7 @@ from harness.data import SPLITS, Dataset, Task
 from harness.datasets.formats import RawData, RawSplit, is_real, whole_lengths
 from harness.datasets.limits import NPZ_RATIO, LoadLimitError, budget, fmt, refusal
 
-log = logging.getLogger(__name__)
 FORMAT, VERSION = "mibench-npz", 1
-LARGEST_LABEL = 1e18  # squared, still below float32's largest value (3.4e38)
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 # A modality may not be called like the split's other keys, nor like the condition names protocols build
 # from modality names ("full", "all", "a+b"), nor end in "_lengths" (its own lengths key would be ambiguous).
@@ -191,27 +189,12 @@ def _read(z: Any, path: Path) -> RawData:
     classes = _classes(z, path, task)
     splits = {s: _split(z, s, path, task, classes, label_range, modalities) for s in SPLITS}
     notes: dict[str, Any] = {"name_in_file": str(_get(z, "name", path))}
-    if task == "regression" and label_range is None:
-        label_range = _infer_range(splits, path)
-        notes["label_range_inferred"] = list(label_range)
     if "provenance" in z.files:
         try:
             notes["converted_from"] = json.loads(str(z["provenance"]))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: provenance: not valid JSON ({exc})") from None
     return RawData("mibench-npz", splits, cast(Task, task), classes, label_range, notes=notes)
-
-
-def _infer_range(splits: dict[str, RawSplit], path: Path) -> tuple[float, float]:
-    """A regression file without ``label_range``: the labels' own extent, with a warning (it checks nothing)."""
-    ys = np.concatenate([sp.y for sp in splits.values()])
-    lo, hi = float(ys.min()), float(ys.max())
-    if max(abs(lo), abs(hi)) > LARGEST_LABEL:
-        raise ValueError(f"{path}: labels span [{lo:g}, {hi:g}]: labels this large overflow a squared loss in "
-                         f"float32; rescale them (and declare label_range)")
-    log.warning("%s: no label_range declared; taking the labels' own extent [%g, %g] (declare label_range in the "
-                "file so that out-of-range labels are caught)", path, lo, hi)
-    return lo, hi
 
 
 def _classes(z: Any, path: Path, task: str) -> tuple[str, ...]:

@@ -34,6 +34,7 @@ from harness.registry import DATASETS
 
 log = logging.getLogger(__name__)
 
+LARGEST_LABEL = 1e18  # squared, still below float32's largest value (3.4e38)
 ZIP, HDF5 = (b"PK\x03\x04", b"PK\x05\x06"), b"\x89HDF\r\n\x1a\n"
 
 
@@ -103,7 +104,20 @@ def _check_sentiment(raw: RawData, name: str, path: Path) -> None:
                              f"{float(sp.y.max()):g}], but {name} sentiment scores lie in [{lo:g}, {hi:g}] (use "
                              f"--datasets npz=... for other data)")
     raw.label_range = formats.SENTIMENT_RANGE
-    raw.notes.pop("label_range_inferred", None)
+
+
+def infer_range(raw: RawData, path: Path) -> None:
+    """A regression file without a declared range: take the labels' own extent, with a warning (it checks
+    nothing, so say so), and refuse labels so large that a squared loss overflows float32."""
+    ys = np.concatenate([sp.y for sp in raw.splits.values()])
+    lo, hi = float(ys.min()), float(ys.max())
+    if max(abs(lo), abs(hi)) > LARGEST_LABEL:
+        raise ValueError(f"{path}: labels span [{lo:g}, {hi:g}]: labels this large overflow a squared loss in "
+                         f"float32; rescale them (and declare label_range)")
+    log.warning("%s: no label_range declared; taking the labels' own extent [%g, %g] (declare label_range in the "
+                "file so that out-of-range labels are caught)", path, lo, hi)
+    raw.label_range = (lo, hi)
+    raw.notes["label_range_inferred"] = [lo, hi]
 
 
 def _pad_steps(x: np.ndarray, steps: int) -> np.ndarray:
@@ -153,6 +167,8 @@ def load_file(name: str, path: Path, options: DataOptions) -> Dataset:
     """Read ``path`` as dataset ``name`` without the optional preprocessing (``mibench data convert`` uses this)."""
     raw = read_raw(path, options, name)
     check_fits(raw, name, path, options)
+    if raw.task == "regression" and raw.label_range is None:
+        infer_range(raw, path)
     return build(raw, name, path, options)
 
 
@@ -174,6 +190,8 @@ def convert(src: Path, dst: Path, name: str | None, options: DataOptions) -> Dat
                              f"convert mosi={shlex.quote(str(src))} {shlex.quote(str(dst))}{trust}'")
         name = "iemocap"
     check_fits(raw, name, src, options)
+    if raw.task == "regression" and raw.label_range is None:
+        infer_range(raw, src)
     data = build(raw, name, src, options)
     save_npz(data, dst)
     log.info("wrote %s", dst)
