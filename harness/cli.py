@@ -21,7 +21,8 @@ from harness.registry import CORRUPTIONS, DATASETS, METHODS, METRICS, PROTOCOLS,
 from harness.store import RunExistsError, RunStore
 
 app = typer.Typer(help="Robustness benchmarking for multimodal learning under missing and corrupted modalities.",
-                  no_args_is_help=False, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=False, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None)  # plain click errors: one line "Error: ..." (a rich box wraps it)
 app.add_typer(data_app, name="data")
 console = Console()
 err = Console(stderr=True)

@@ -248,6 +248,7 @@ def check_keys(given: Mapping[str, Any], valid: list[str], where: str) -> None:
 def build_run_config(file: Path | None = None, **cli: Any) -> RunConfig:
     """Merge defaults < file < CLI; ``cli`` holds only options the user gave (None means not given)."""
     merged: dict[str, Any] = load_config_file(file) if file else {}
+    from_file = set(merged)
     options = {k: dict(v) for k, v in merged.pop("method_options", {}).items()}
     for key, value in cli.items():
         if key == "method_options":
@@ -261,7 +262,13 @@ def build_run_config(file: Path | None = None, **cli: Any) -> RunConfig:
     if isinstance(merged.get("seeds"), (str, int)):
         merged["seeds"] = parse_seeds(str(merged["seeds"]))
     merged = {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
-    return RunConfig(**merged, method_options=options)
+    try:
+        return RunConfig(**merged, method_options=options)
+    except ValueError as exc:  # say where a value the file gave (and the command line did not override) came from
+        key = str(exc).split(" ", 1)[0].rstrip(":")
+        if file is not None and key in from_file and cli.get(key) is None:
+            raise ValueError(f"Config file {file}: {exc}") from None
+        raise
 
 
 def parse_set(items: list[str]) -> dict[str, dict[str, str]]:

@@ -136,8 +136,11 @@ class RunLock:
             else:
                 raise RunLockedError(f"{self.root}: could not lock {self.path}: it keeps being replaced")
             self._claim()
-        except BaseException:
+        except RunLockedError:
             self.release(unlink=False)  # a refused lock's file names its holder: it stays as it is
+            raise
+        except BaseException:
+            self.release()  # e.g. a full disk while writing our name: we hold the lock, so the file goes
             raise
 
     def _make_root(self) -> None:

@@ -257,8 +257,15 @@ class RunStore:
         rows = list(records)
         atomic_write(self.pred_dir / f"{cell}.npz", _npz_bytes(predictions))
         lines = "".join(json.dumps({**r, "cell": cell}, allow_nan=True) + "\n" for r in rows)
+        size = self.records_path.stat().st_size if self.records_path.exists() else 0
         append_whole(self.records_path, lines.encode("utf-8"))
-        self.mark(cell, "done", n_records=len(rows), **info)
+        before = dict(self.meta["cells"].get(cell, {}))
+        try:
+            self.mark(cell, "done", n_records=len(rows), **info)
+        except OSError:  # run.json could not be saved (full disk): take the rows back, the cell stays undone
+            os.truncate(self.records_path, size)
+            self.meta["cells"][cell] = before
+            raise
         return True
 
     def save_meta(self) -> None:
