@@ -90,8 +90,9 @@ class ProcessExecutor:
                 progress: Progress | None) -> None:
         ctx = multiprocessing.get_context("spawn")
         events = ctx.Queue()
-        with ProcessPoolExecutor(min(self.workers, len(units)), mp_context=ctx, initializer=_worker_init,
-                                 initargs=(loaded.plan.config, os.getpid(), self.modules, events)) as pool:
+        pool = ProcessPoolExecutor(min(self.workers, len(units)), mp_context=ctx, initializer=_worker_init,
+                                   initargs=(loaded.plan.config, os.getpid(), self.modules, events))
+        try:
             pending = {pool.submit(_worker_unit, unit, self.execution()): unit for unit in units}
             while pending:
                 finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -100,4 +101,17 @@ class ProcessExecutor:
                     del pending[fut]
                     for result in fut.result():
                         on_result(result)
+        except BaseException:
+            # The driver cannot go on (e.g. a full disk while storing): do not train the queued units first.
+            _stop(pool)
+            raise
+        pool.shutdown()
         drain(events, progress)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel what is queued and end the workers now (their current units would be stored by nobody)."""
+    processes = list(getattr(pool, "_processes", {}).values())  # stable since Python 3.2, no public accessor
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.terminate()
