@@ -148,6 +148,8 @@ OPTIONS = [
     (["--ray-data", "disk"], "ray_data must be store"),
     (["--load-limit", "lots"], "load_limit must be a size such as 64G"),
     (["--device", "cuda", "--executor", "ray"], "needs --gpus-per-task > 0"),
+    (["--executor", "ray", "--address", "127.0.0.1:1"], "--address 127.0.0.1:1: nothing answers at 127.0.0.1:1"),
+    (["--executor", "ray", "--address", "headnode"], "expected auto or HOST:PORT, got 'headnode'"),
 ]
 
 

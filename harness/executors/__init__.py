@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 from harness.executors.base import Executor, OnResult, registering_modules
 from harness.executors.process import ProcessExecutor
@@ -42,6 +43,23 @@ def check(plan: Plan) -> None:
     if registering_modules(plan) is None:
         raise ValueError("--executor ray: an entry of this run was registered inside a function or by __main__, "
                          "which Ray workers cannot repeat; register it at a module's top level")
+    address = cfg.ray_address if cfg.ray_address != "auto" else os.environ.get("RAY_ADDRESS", "auto")
+    if address != "auto" and (problem := unreachable(address)):
+        raise ValueError(f"--address {cfg.ray_address}: {problem}; start the cluster with 'ray start --head' or "
+                         f"leave --address out for a local instance")
+
+
+def unreachable(address: str, timeout: float = 5.0) -> str | None:
+    """Why ``[scheme://]HOST:PORT`` takes no TCP connection within ``timeout`` seconds, or None when it does.
+    Checked before anything is written: Ray itself would wait minutes for an address nobody answers at."""
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return f"expected auto or HOST:PORT, got {address!r}"
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        return f"nothing answers at {host}:{port} ({exc.strerror or exc})"
+    return None
 
 
 def worker_count(plan: Plan) -> int:
