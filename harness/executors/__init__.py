@@ -44,7 +44,7 @@ def check(plan: Plan) -> None:
         raise ValueError("--executor ray: an entry of this run was registered inside a function or by __main__, "
                          "which Ray workers cannot repeat; register it at a module's top level")
     address = cfg.ray_address if cfg.ray_address != "auto" else os.environ.get("RAY_ADDRESS", "auto")
-    if address != "auto" and (problem := unreachable(address)):
+    if address not in (None, "auto") and (problem := unreachable(address)):
         raise ValueError(f"--address {cfg.ray_address}: {problem}; start the cluster with 'ray start --head' or "
                          f"leave --address out for a local instance")
 
