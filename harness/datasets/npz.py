@@ -89,6 +89,14 @@ class BoundedNpz:
     def __init__(self, path: Path, limit: int | None = None) -> None:
         self.path = Path(path)
         self.zip = zipfile.ZipFile(self.path)
+        try:
+            self._check(limit)
+        except BaseException:
+            self.zip.close()
+            raise
+        self._cache: dict[str, np.ndarray] = {}
+
+    def _check(self, limit: int | None) -> None:
         self.infos = {i.filename.removesuffix(".npy"): i for i in self.zip.infolist()}
         self.files = list(self.infos)
         self.headers = {key: self._header(key, info) for key, info in self.infos.items()}
@@ -99,7 +107,6 @@ class BoundedNpz:
             shape, _, dtype, _ = self.headers[key]
             raise refusal(self.path, declared, allowed, f"its arrays (the largest, {key}: "
                           f"{' x '.join(map(str, shape)) or 'scalar'} {dtype}, {fmt(self.headers[key][3])})")
-        self._cache: dict[str, np.ndarray] = {}
 
     def _header(self, key: str, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], bool, np.dtype, int]:
         """(shape, fortran order, dtype, bytes) from the member's header, checked against the archive."""
