@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -15,12 +16,14 @@ from rich.table import Table
 from harness import builtins
 from harness.cli_data import data_app
 from harness.config import RunConfig, build_run_config, parse_set
+from harness.lock import RunLockedError
 from harness.progress import LogProgress, RichProgress
 from harness.registry import CORRUPTIONS, DATASETS, METHODS, METRICS, PROTOCOLS, UnknownNameError
 from harness.store import RunExistsError, RunStore
 
 app = typer.Typer(help="Robustness benchmarking for multimodal learning under missing and corrupted modalities.",
-                  no_args_is_help=False, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=False, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None)  # plain click errors: one line "Error: ..." (a rich box wraps it)
 app.add_typer(data_app, name="data")
 console = Console()
 err = Console(stderr=True)
@@ -32,6 +35,17 @@ def fail(message: str) -> typer.Exit:
 
 
 _RUN = RunConfig()  # the defaults --help shows
+
+
+def os_error(exc: OSError, doing: str) -> str:
+    """One line for a failed file operation: the file, what went wrong, and what is kept."""
+    where = exc.filename or "?"
+    what = exc.strerror or str(exc)
+    hint = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
+            errno.EROFS: "the filesystem is read-only", errno.EACCES: "no permission to write there",
+            errno.EPERM: "no permission to write there"}.get(exc.errno or 0, "")
+    return (f"{where}: {what} while {doing}" + (f" ({hint})" if hint and hint not in what.lower() else "")
+            + "; everything stored before is kept, and the same command resumes")
 
 
 def _flag(name: str) -> str:
@@ -82,7 +96,7 @@ def run(
                                                 show_default=str(_RUN.workers))] = None,
     executor: Annotated[str | None, typer.Option(
         help="How units of work run: auto (stacked seed groups on a GPU, worker processes on a CPU), sequential, "
-             "process or stacked.", metavar="NAME", show_default=_RUN.executor)] = None,
+             "process, stacked or ray.", metavar="NAME", show_default=_RUN.executor)] = None,
     stack: Annotated[int | None, typer.Option(
         help="Seeds per stacked group for methods that stack (0: all seeds when stacking, else 1).", metavar="K",
         show_default=str(_RUN.stack))] = None,
@@ -103,6 +117,21 @@ def run(
     reference: Annotated[str | None, typer.Option(
         help="Method the others are tested against in the report: auto (the declared reference), a name, or none.",
         metavar="NAME", show_default=_RUN.reference)] = None,
+    address: Annotated[str | None, typer.Option(
+        help="--executor ray: the cluster, auto or HOST:PORT.", metavar="ADDR",
+        show_default="a local instance")] = None,
+    gpus_per_task: Annotated[float | None, typer.Option(
+        help="--executor ray: GPUs each worker reserves; 0.5 shares a GPU between two.", metavar="F",
+        show_default=f"{_RUN.gpus_per_task:g}")] = None,
+    max_retries: Annotated[int | None, typer.Option(
+        help="--executor ray: reruns of a unit whose worker died.", metavar="N",
+        show_default=str(_RUN.max_retries))] = None,
+    ray_data: Annotated[str | None, typer.Option(
+        help="--executor ray: store (the driver ships the data) or path (workers load it).", metavar="HOW",
+        show_default=_RUN.ray_data)] = None,
+    load_limit: Annotated[str | None, typer.Option(
+        help="Memory a data file may make the loader allocate, e.g. 64G.", metavar="SIZE",
+        show_default="relative to the file's size")] = None,
     nan_value: Annotated[float | None, typer.Option(help="Value replacing NaN/inf features.", metavar="X",
                                                     show_default=f"{_RUN.nan_value:g}")] = None,
     pool: Annotated[bool | None, typer.Option("--pool/--no-pool", help="Mean-pool sequences over time.",
@@ -126,8 +155,8 @@ def run(
             out=str(out) if out else None, device=device, data_dir=str(data_dir) if data_dir else None,
             plugins=tuple(plugin) if plugin else None, method_options=parse_set(set_ or []), threads=threads,
             workers=workers, executor=executor, stack=stack, compile=compile, select=select,
-            select_metric=select_metric, backbone=backbone,
-            reference=reference,
+            select_metric=select_metric, backbone=backbone, reference=reference, ray_address=address,
+            gpus_per_task=gpus_per_task, max_retries=max_retries, ray_data=ray_data, load_limit=load_limit,
             nan_value=nan_value, pool=pool, standardize=standardize, iemocap_classes=iemocap_classes,
         )
         if dry_run:
@@ -137,8 +166,10 @@ def run(
             summary = runner.run(cfg, progress, overwrite=overwrite, table_metric=metric)
         finally:
             progress.stop()
-    except (ValueError, UnknownNameError, RunExistsError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, UnknownNameError, RunExistsError, RunLockedError, FileNotFoundError, ImportError) as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(os_error(exc, "writing the run")) from None
     _finish_report(summary.out, metric)
     console.print(f"Results: {summary.out}  ({len(summary.done)} trained, {len(summary.skipped)} resumed)")
     if summary.failed:
@@ -227,6 +258,11 @@ def _finish_report(run_dir: Path, metric: str | None) -> None:
         _, index = write_report(results, options, run_dir / "report")
     except (ValueError, UnknownNameError) as exc:
         err.print(f"report not written: {exc}", highlight=False, soft_wrap=True, markup=False)
+        return
+    except OSError as exc:
+        err.print(f"report not written: {exc.filename}: {exc.strerror or exc} (the results are stored; "
+                  f"'mibench report {run_dir} --out DIR' writes it elsewhere)", highlight=False, soft_wrap=True,
+                  markup=False)
         return
     console.print(f"Report: {index}" + (" (partial run: not reportable)" if results.partial else ""),
                   highlight=False, soft_wrap=True)
@@ -370,6 +406,9 @@ def report(
         notes = [n for ns in metric_notes(results, options).values() for n in ns]
     except (ValueError, UnknownNameError, FileNotFoundError, ImportError) as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"{exc.filename}: {exc.strerror or exc} while writing the report (nothing of the run changed; "
+                   f"--out DIR writes it elsewhere)") from None
     _print_tables(tables)
     _notes([*notes, *([ref_note] if ref_note else [])])
     console.print(f"Report: {index}", highlight=False, soft_wrap=True)
@@ -383,8 +422,11 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run directory (printe
 
     try:
         store = RunStore.read(run_dir)
+        problems = store.integrity_problems()
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"{exc.filename}: {exc.strerror or exc}") from None
     for line in runs.status_lines(store.meta, run_dir):
         console.print(line, highlight=False, soft_wrap=True, markup=False)
     rows = runs.cell_table(store.meta)
@@ -398,6 +440,8 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run directory (printe
         detail = [escape(row["detail"])] if len(table.columns) > 5 else []
         table.add_row(row["cell"], row["status"], runs.short_time(row["started_at"], year=False), *times, *detail)
     console.print(table)
+    for line in problems:  # integrity (harness.store.RunStore.integrity_problems)
+        err.print(f"integrity: {line}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("runs")

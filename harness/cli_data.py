@@ -27,9 +27,12 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _options(path: str | None, data_dir: Path | None, iemocap_classes: str, nan_value: float,
-             trust_pickle: bool = False) -> DataOptions:
+             trust_pickle: bool = False, load_limit: str | None = None) -> DataOptions:
+    from harness.datasets.limits import parse_size
+
     return DataOptions(path=Path(path).expanduser() if path else None, data_dir=data_dir,
-                       iemocap_classes=iemocap_classes, nan_value=nan_value, trust_pickle=trust_pickle)
+                       iemocap_classes=iemocap_classes, nan_value=nan_value, trust_pickle=trust_pickle,
+                       load_limit=parse_size(load_limit) if load_limit else None)
 
 
 DataDir = Annotated[Path | None, typer.Option(help="Folder searched for the dataset's conventional file names.",
@@ -37,6 +40,9 @@ DataDir = Annotated[Path | None, typer.Option(help="Folder searched for the data
 Classes = Annotated[str, typer.Option(help="IEMOCAP label view: 4, 6 or binary:<neutral|happy|sad|angry>.",
                                       metavar="VIEW")]
 NanValue = Annotated[float, typer.Option(help="Value that replaces NaN and +-inf features.", metavar="X")]
+LoadLimit = Annotated[str | None, typer.Option(
+    help="Memory the file may make the loader allocate, e.g. 64G (default: relative to its size).", metavar="SIZE",
+    show_default=False)]
 
 
 @data_app.command()
@@ -47,6 +53,7 @@ def info(
     iemocap_classes: Classes = "4",
     nan_value: NanValue = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.", metavar="")] = False,
+    load_limit: LoadLimit = None,
 ) -> None:
     """Detected format, split sizes, dims and lengths, label statistics, NaN/inf replaced."""
     from harness.datasets.summary import describe
@@ -54,7 +61,8 @@ def info(
     name, _, path = dataset.partition("=")
     try:
         builtins.load()
-        summary = describe(DATASETS.get(name)(_options(path, data_dir, iemocap_classes, nan_value)))
+        summary = describe(DATASETS.get(name)(_options(path, data_dir, iemocap_classes, nan_value,
+                                                        load_limit=load_limit)))
     except ERRORS as exc:
         raise _fail(str(exc)) from None
     if as_json:
@@ -109,6 +117,7 @@ def convert(
                                                metavar="")
                             ] = False,
     force: Annotated[bool, typer.Option(help="Overwrite DST if it exists.", metavar="")] = False,
+    load_limit: LoadLimit = None,
 ) -> None:
     """Convert any supported file to mibench's .npz layout (identical tensors, no pickle inside)."""
     from harness.datasets.real import convert as convert_file
@@ -128,7 +137,7 @@ def convert(
             raise ValueError(f"{dst}: the output file name must end in .npz")
         if dst.exists() and not force:
             raise ValueError(f"{dst}: exists; pass --force to overwrite it")
-        options = _options(None, None, iemocap_classes, nan_value, trust_pickle)
+        options = _options(None, None, iemocap_classes, nan_value, trust_pickle, load_limit)
         data = convert_file(Path(path).expanduser(), dst, name, options)
     except ERRORS as exc:
         raise _fail(str(exc)) from None

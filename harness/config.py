@@ -34,7 +34,8 @@ import tomllib
 from harness.registry import METHODS
 
 # execution details that do not change what is computed
-IDENTITY_EXCLUDED = ("out", "device", "plugins", "threads", "workers", "executor", "reference", "stack", "compile")
+IDENTITY_EXCLUDED = ("out", "device", "plugins", "threads", "workers", "executor", "reference", "stack", "compile",
+                     "ray_address", "gpus_per_task", "max_retries", "ray_data", "load_limit")
 # The standard protocol set (docs/protocols.md): fixed missing-modality patterns (MMIN Table 3), the missing rate
 # as GCNet/CPM-Net realise it (ModalImmune Table 4) and feature noise, the three families papers report most, and
 # fast enough for the default demo. ``--protocols all`` selects every test protocol.
@@ -80,8 +81,17 @@ class RunConfig:
     backbone: str = "shared"
     backbone_options: Mapping[str, Any] = field(default_factory=dict)
     reference: str = "auto"
+    ray_address: str | None = None
+    gpus_per_task: float = 0.0
+    max_retries: int = 3
+    ray_data: str = "store"
+    load_limit: str | None = None
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            problem = type_problem(getattr(self, f.name), _HINTS[f.name])
+            if problem:
+                raise ValueError(f"{f.name} must be {problem}, got {getattr(self, f.name)!r}")
         if not self.seeds:
             raise ValueError("seeds: at least one seed is needed")
         if any(not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < 2**63 for s in self.seeds):
@@ -94,6 +104,18 @@ class RunConfig:
             raise ValueError(f"workers must be >= 0 (0 = one per CPU core on CPU, 1 on a GPU), got {self.workers!r}")
         if not isinstance(self.executor, str) or not self.executor:
             raise ValueError(f"executor must be a name (auto, sequential, process), got {self.executor!r}")
+        if not (isinstance(self.gpus_per_task, (int, float)) and 0 <= self.gpus_per_task <= 64):
+            raise ValueError(f"gpus_per_task must be a number in [0, 64] (e.g. 0.5: two tasks share a GPU), "
+                             f"got {self.gpus_per_task!r}")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries!r}")
+        if self.ray_data not in ("store", "path"):
+            raise ValueError(f"ray_data must be store (the driver ships the data) or path (each worker loads it), "
+                             f"got {self.ray_data!r}")
+        if self.load_limit is not None:
+            from harness.datasets.limits import parse_size
+
+            parse_size(self.load_limit, "load_limit")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         for key in ("methods", "datasets", "protocols"):
@@ -124,6 +146,66 @@ class RunConfig:
 
     def identity_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+_HINTS: dict[str, Any] = {}  # RunConfig's field annotations, resolved once below the class
+
+
+def type_problem(value: Any, hint: Any) -> str | None:
+    """What ``value`` should have been for a field annotated ``hint``, or None when it fits.
+
+    Accepts what a TOML file or the library may give: a list or tuple for ``tuple[...]`` fields (a comma list
+    string is split before this check), ints for floats, never a bool for a number or a number for a flag.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return None if value is None else type_problem(value, inner[0])
+    if origin is tuple:
+        item = args[0]
+        word = {str: "strings", int: "integers"}.get(item, getattr(item, "__name__", str(item)))
+        ok = isinstance(value, (tuple, list)) and all(type_problem(v, item) is None for v in value)
+        return None if ok else f"a list of {word}"
+    if (origin in (Mapping, dict) or hint is Mapping) and args and args[1] is Any:  # backbone_options: flat
+        if not isinstance(value, Mapping):
+            return "a table of backbone options, e.g. [backbone_options] epochs = 40"
+        bad = [k for k, v in value.items() if not _option_value(v)]
+        return None if not bad else f"a table of strings, numbers, true/false or lists of them ({bad[0]!r} is not)"
+    if origin in (Mapping, dict) or hint is Mapping:
+        problem = options_problem(value)
+        return None if problem is None else f"{problem[1]} ({problem[0]} is {problem[2]!r})"
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if hint is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    return None
+
+
+def options_problem(value: Any) -> tuple[str, str, Any] | None:
+    """What is wrong with a ``method_options`` value (``{scope: {key: scalar or list of scalars}}``), as
+    (which key, what it must be, what it is); None when it fits."""
+    if not isinstance(value, Mapping):
+        return "method_options", 'a table of options per method, e.g. [method_options."*"] epochs = 1', value
+    for scope, opts in value.items():
+        if not isinstance(opts, Mapping):
+            return (f'method_options."{scope}"', f'a table of options, e.g. [method_options."{scope}"] epochs = 1',
+                    opts)
+        for k, v in opts.items():
+            if not _option_value(v):
+                return f'method_options."{scope}".{k}', "a string, number, true/false or a list of them", v
+    return None
+
+
+def _option_value(v: Any) -> bool:
+    scalar = (str, int, float, bool)
+    return isinstance(v, scalar) or (isinstance(v, (list, tuple)) and all(isinstance(x, scalar) for x in v))
+
+
+_HINTS.update(typing.get_type_hints(RunConfig))
 
 
 def to_jsonable(cfg: Any) -> dict[str, Any]:
@@ -158,13 +240,35 @@ def split_list(text: str) -> tuple[str, ...]:
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
+    """The TOML file's options, every key and value checked (one-line ``ValueError`` naming the file and key)."""
+    where = f"Config file {path}"
     try:
-        data = tomllib.loads(path.read_text())
+        text = Path(path).read_bytes().decode("utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
-        raise ValueError(f"Config file {path} does not exist") from None
+        raise ValueError(f"{where} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"{where} is a directory, not a TOML file") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                         f"save it as UTF-8") from None
+    except OSError as exc:
+        raise ValueError(f"{where} cannot be read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"Config file {path} is not valid TOML: {exc}") from None
+        raise ValueError(f"{where} is not valid TOML: {exc}") from None
     check_keys(data, [f.name for f in dataclasses.fields(RunConfig)], f"config file {path}")
+    for key, value in data.items():
+        hint = _HINTS[key]
+        listed = typing.get_origin(hint) is tuple
+        if key == "method_options" and (bad := options_problem(value)):
+            raise ValueError(f"{where}: {bad[0]} must be {bad[1]}, got {bad[2]!r}")
+        if (listed and isinstance(value, str)) or (key == "seeds" and type(value) is int):
+            continue  # a comma list ("a,b") or a seed count, as on the command line
+        problem = type_problem(value, hint)
+        if problem:
+            extra = " or a comma-separated string" if listed and key != "seeds" else \
+                " or a seed count" if key == "seeds" else ""
+            raise ValueError(f"{where}: {key} must be {problem}{extra}, got {value!r}")
     return data
 
 
@@ -183,6 +287,7 @@ RUN_LEVEL = {"select": "--select, or select in the config file",
 def build_run_config(file: Path | None = None, **cli: Any) -> RunConfig:
     """Merge defaults < file < CLI; ``cli`` holds only options the user gave (None means not given)."""
     merged: dict[str, Any] = load_config_file(file) if file else {}
+    from_file = set(merged)
     options = {k: dict(v) for k, v in merged.pop("method_options", {}).items()}
     backbone = dict(merged.pop("backbone_options", {}))
     backbone.update(options.pop(BACKBONE_SCOPE, {}))
@@ -200,7 +305,13 @@ def build_run_config(file: Path | None = None, **cli: Any) -> RunConfig:
     if isinstance(merged.get("seeds"), (str, int)):
         merged["seeds"] = parse_seeds(str(merged["seeds"]))
     merged = {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
-    return RunConfig(**merged, method_options=options)
+    try:
+        return RunConfig(**merged, method_options=options)
+    except ValueError as exc:  # say where a value the file gave (and the command line did not override) came from
+        key = str(exc).split(" ", 1)[0].rstrip(":")
+        if file is not None and key in from_file and cli.get(key) is None:
+            raise ValueError(f"Config file {file}: {exc}") from None
+        raise
 
 
 def parse_set(items: list[str]) -> dict[str, dict[str, str]]:

@@ -219,6 +219,8 @@ class DataOptions:
     - ``standardize``: per-feature z-scores with mean and std from the training split's valid steps only.
     - ``iemocap_classes``: the IEMOCAP label view, one of ``IEMOCAP_VIEWS`` (see ``harness/datasets/labels.py``).
     - ``trust_pickle``: unpickle without restrictions; only ``mibench data convert --trust-pickle`` sets it.
+    - ``load_limit``: bytes a file may make the reader allocate (None: relative to its size, see
+      ``harness/datasets/limits.py``); not part of the data, so not of the run identity either.
     """
 
     preset: str = "small"
@@ -230,6 +232,7 @@ class DataOptions:
     standardize: bool = False
     iemocap_classes: str = "4"
     trust_pickle: bool = False
+    load_limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.iemocap_classes not in IEMOCAP_VIEWS:

@@ -23,6 +23,7 @@ from corruptions.spec import FeatureStats
 from harness import builtins
 from harness.config import RunConfig, check_global_options, default_out_dir, method_config
 from harness.data import DataOptions, Dataset
+from harness.datasets.limits import parse_size
 from harness.evaluate import expand
 from harness.registry import DATASETS, METHODS, METRICS, PROTOCOLS, import_plugin
 from harness.selection import Selection
@@ -98,10 +99,12 @@ class Plan:
         return use, skipped
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, here: bool = True) -> torch.device:
+    """The device cells train on. ``here`` False: they train elsewhere (Ray workers, which resolve the name
+    themselves), so this process's lack of a GPU is no error and ``auto`` means nothing about them."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+        return torch.device("cuda" if here and torch.cuda.is_available() else "cpu")
+    if here and name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {name} was requested but no CUDA GPU is available; use --device cpu or auto")
     return torch.device(name)
 
@@ -112,7 +115,8 @@ def parse_dataset(entry: str, config: RunConfig) -> tuple[str, DataOptions]:
     data_dir = Path(config.data_dir).expanduser() if config.data_dir else None
     return name, DataOptions(preset=config.preset, path=Path(path).expanduser() if path else None, data_dir=data_dir,
                              nan_value=float(config.nan_value), pool=config.pool, standardize=config.standardize,
-                             iemocap_classes=config.iemocap_classes)
+                             iemocap_classes=config.iemocap_classes,
+                             load_limit=parse_size(config.load_limit) if config.load_limit else None)
 
 
 def parse_datasets(config: RunConfig) -> dict[str, DataOptions]:
@@ -172,7 +176,8 @@ def prepare(config: RunConfig) -> Plan:
     protocols = [PROTOCOLS.get(p) for p in PROTOCOLS.resolve(config.protocols)
                  if p in config.protocols or not PROTOCOLS.get(p).held_out]
     out = Path(config.out).expanduser() if config.out else default_out_dir(config.identity_hash())
-    plan = Plan(config, methods, datasets, protocols, configs, resolve_device(config.device), out,
+    device = resolve_device(config.device, here=config.executor != "ray")
+    plan = Plan(config, methods, datasets, protocols, configs, device, out,
                 explicit_protocols={p for p in config.protocols if p in PROTOCOLS}, selection=selection,
                 reference=resolve_reference(config, methods))
     plan.cells = [Cell(d, m, s) for d in datasets for m in methods for s in config.seeds]
@@ -189,6 +194,10 @@ def load_datasets(plan: Plan) -> dict[str, Dataset]:
             log.warning("skipping protocol %s on %s: %s", protocol, name, reason)
         expand(protocols, data.spec, FeatureStats.from_batch(data.train))
         warn_absent_classes(name, data)
+        for split in ("train", "valid", "test"):
+            if len(data.split(split)) < 2:
+                log.warning("%s: the %s split holds %d sample(s); spreads and correlations over it are undefined "
+                            "and the report says so", name, split, len(data.split(split)))
         loaded[name] = data
     return loaded
 

@@ -36,6 +36,7 @@ def run_meta(plan: Plan, datasets: dict[str, Dataset]) -> dict[str, Any]:
         "datasets": {n: {"spec": dataclasses.asdict(d.spec), "provenance": dict(d.provenance),
                          "sizes": {s: len(d.split(s)) for s in ("train", "valid", "test")},
                          "class_counts": class_counts(d),
+                         "classes_present": _classes_present(d),
                          "skipped_protocols": plan.protocols_for(d)[1]}
                      for n, d in datasets.items()},
         "versions": {"mibench": __version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -53,6 +54,11 @@ def class_counts(data: Dataset) -> dict[str, dict[str, int]] | None:
     if data.spec.task != "classification":
         return None
     return {s: {c: int((data.split(s).y == k).sum()) for k, c in enumerate(data.spec.classes)} for s in SPLITS}
+def _classes_present(data: Dataset) -> dict[str, int]:
+    """Distinct classes per split (classification only; reports say when a split holds one)."""
+    if data.spec.task != "classification":
+        return {}
+    return {s: int(data.split(s).y.unique().numel()) for s in SPLITS}
 
 
 def git_state() -> dict[str, Any]:
@@ -100,3 +106,26 @@ def identity(plan: Plan, datasets: dict[str, Dataset]) -> dict[str, Any]:
     ident["method_options"] = options
     ident["data"] = {name: data_fingerprint(d) for name, d in datasets.items()}
     return ident
+
+
+def worker_identity(plan: Plan, datasets: dict[str, Dataset]) -> dict[str, Any]:
+    """What a worker must agree on with its driver before it trains: the run identity (config, resolved method
+    options, data digests), every protocol's definition and the mibench version. A worker on another machine
+    with another file at the same path, or another mibench, differs here (:func:`identity_diff`)."""
+    return {"identity": identity(plan, datasets), "mibench": __version__,
+            "protocols": {p.name: [p.version, p.digest()] for p in plan.protocols}}
+
+
+def identity_diff(mine: dict[str, Any], driver: dict[str, Any]) -> list[str]:
+    """Human-readable differences between a worker's :func:`worker_identity` and the driver's."""
+    out = []
+    data_w, data_d = mine["identity"].get("data", {}), driver["identity"].get("data", {})
+    out += [f"data of {n}: digest {data_w.get(n)} here, {data_d.get(n)} on the driver"
+            for n in sorted(set(data_w) | set(data_d)) if data_w.get(n) != data_d.get(n)]
+    rest_w = {k: v for k, v in mine["identity"].items() if k != "data"}
+    rest_d = {k: v for k, v in driver["identity"].items() if k != "data"}
+    out += [f"{k}: {rest_w.get(k)!r} here, {rest_d.get(k)!r} on the driver"
+            for k in sorted(set(rest_w) | set(rest_d)) if rest_w.get(k) != rest_d.get(k)]
+    out += [f"{k}: {mine[k]!r} here, {driver[k]!r} on the driver" for k in ("mibench", "protocols")
+            if mine.get(k) != driver.get(k)]
+    return out

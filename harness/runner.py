@@ -20,19 +20,19 @@ Otherwise ``reportable = {"ok": false, "reasons": [...]}`` and ``mibench report`
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness import builtins
 from harness.config import RunConfig, method_config
-from harness.executors import check_executor, choose, stack_size
+from harness.executors import check, choose, stack_size
+from harness.lock import RunLock
 from harness.plan import Cell, Plan, check_metrics, group_cells, prepare, prepare_process
 from harness.provenance import identity, run_meta
 from harness.registry import METHODS, METRICS
 from harness.stacking import stackable
-from harness.store import RunStore, now
+from harness.store import RunStore, clear_dir, now
 from harness.work import CellResult, Progress, store_result
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,9 @@ class Driver:
             self.progress.finished(cell, status, seconds)
 
     def on_result(self, result: CellResult) -> None:
+        if self.store.is_done(result.cell.id):  # e.g. a retried task whose first attempt did report
+            log.warning("ignoring a second result for cell %s, which is already stored", result.cell.id)
+            return
         store_result(self.store, result, self.code)
         if result.ok:
             self.summary.done.append(result.cell.id)
@@ -116,13 +119,19 @@ def run(config: RunConfig, progress: Progress | None = None, overwrite: bool = F
     builtins.load()
     if table_metric is not None:
         METRICS.get(table_metric)  # an unknown name is answered before any data is loaded
+    plan = prepare(config)  # every name and option checked before the directory is touched
+    check(plan)
+    with RunLock(plan.out):  # a second driver is refused here, before it loads anything
+        return _run_locked(config, progress, overwrite, table_metric)
+
+
+def _run_locked(config: RunConfig, progress: Progress | None, overwrite: bool, table_metric: str | None) -> Summary:
     loaded = prepare_process(config)
     plan = loaded.plan
-    check_executor(plan)
     check_metrics(plan, loaded.datasets, table_metric)
     ident = identity(plan, loaded.datasets)
     if overwrite and (plan.out / "run.json").exists():
-        shutil.rmtree(plan.out)
+        clear_dir(plan.out)  # everything but the lock, which this driver holds
     # A run made before data fingerprints were stored cannot be checked against the data: it is taken as is.
     defaults = {**RunConfig().identity(), "method_options": {}, "data": ident["data"]}
     meta = run_meta(plan, loaded.datasets)

@@ -28,12 +28,14 @@ from harness.registry import METRICS
 from harness.robustness import FIXED_PATTERN
 from reports import methods as method_render
 from reports.captions import brief, describe
+from reports.degenerate import data_notes
 from reports.latex import LAYOUTS as LATEX_LAYOUTS
 from reports.load import Results
 from reports.methods import MethodTable, cell_frame, method_table, selection_text
 from reports.persample import bootstrap_intervals, persample_pvalues
 from reports.render import RENDERERS, to_latex, to_markdown
 from reports.scope import DEFAULT_METRICS, HEADLINE, check_reference, metric_choice, resolve_reference
+from reports.staging import staged_dir
 from reports.tables import PER_SAMPLE_TESTS, StatsOptions, Table, build_table
 from reports.views import (
     View,
@@ -174,7 +176,7 @@ def build_tables(results: Results, options: ReportOptions) -> list[Table]:
     tables = []
     for dataset, metrics in metrics_by_dataset(results, options).items():
         selection = selection_text(cells, dataset)
-        notes: list[str] = []
+        notes: list[str] = data_notes(results, dataset)  # degenerate data said, never crashed on
         for key, view in _views(records, dataset, metrics, options, notes):
             reported: dict = {}
             if options.reported and view.kind != "robustness":
@@ -255,28 +257,27 @@ def _write_tables(tables: Sequence[Table | MethodTable], options: ReportOptions,
     return files
 
 
-def prepare_out(out: Path) -> None:
-    """Make ``out`` ready: create it, or clear the files of an earlier report there (so no stale table or
-    figure survives); a non-empty directory that holds no ``report.md`` is refused, never cleared."""
-    if out.exists() and any(out.iterdir()):
-        if not (out / "report.md").is_file():
-            raise ValueError(f"{out} is not empty and holds no report.md; choose another --out")
-        for sub, suffixes in (("tables", (".md", ".tex", ".csv")), ("figures", (".png", ".pdf"))):
-            for path in (out / sub).glob("*"):
-                if path.is_file() and path.suffix in suffixes:
-                    path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+def is_report_dir(out: Path) -> bool:
+    """Whether ``out`` may be replaced by a new report: empty, a report (``report.md``), or what a killed
+    report write of an older mibench left (only ``tables/`` and ``figures/``). Anything else is the user's."""
+    names = {p.name for p in out.iterdir()}
+    return (out / "report.md").is_file() or names <= {"tables", "figures", "report.md"}
 
 
 def write_report(results: Results, options: ReportOptions, out: Path) -> tuple[list[Table], Path]:
     """Write tables, figures and ``report.md`` under ``out``; return the tables and the index path."""
+    final = Path(out)
+    tables = build_tables(results, options)  # every error is raised before anything is written
+    with staged_dir(final, is_report_dir) as out:  # built aside, swapped in whole (reports/staging.py)
+        index = _write_all(results, options, tables, out)
+    return tables, final / index.name
+
+
+def _write_all(results: Results, options: ReportOptions, tables: list[Table], out: Path) -> Path:
     from reports.figures import make_figures  # late: matplotlib is only needed when writing
     from reports.index import index_markdown
 
-    out = Path(out)
-    tables = build_tables(results, options)  # every error is raised before anything is written
     methods = method_tables(results)
-    prepare_out(out)
     files = _write_tables([*methods, *tables], options, out)
     metrics = metrics_by_dataset(results, options)
     drawn = {d: ms[:1] if options.figures == "first" else ms for d, ms in metrics.items()}
@@ -292,7 +293,7 @@ def write_report(results: Results, options: ReportOptions, out: Path) -> tuple[l
     index = out / "report.md"
     index.write_text(index_markdown(results, options, tables, files, figures, pairs, out, methods=methods,
                                     notes=metric_notes(results, options)), encoding="utf-8")
-    return tables, index
+    return index
 
 
 def markdown_tables(tables: Sequence[Table]) -> str:

@@ -221,7 +221,10 @@ def build_table(key: str, dataset: str, title: str, values: pd.DataFrame, column
     power = _power(values, methods, slots, options, cells)
     _blank_reference(cells, slots, ref)
     cells["rank"] = 0
+    present = set(zip(cells.index.get_level_values("column"), cells.index.get_level_values("metric"), strict=True))
     for slot in slots:
+        if (slot.column, slot.metric) not in present:  # no value at all (e.g. corr of 1 test sample): shown as –
+            continue
         rows = cells.xs((slot.column, slot.metric), level=("column", "metric"), drop_level=False)
         ranks = best_second(dict(zip(rows.index.get_level_values("method"), rows["mean"], strict=True)), slot)
         for method, rank in ranks.items():

@@ -274,7 +274,8 @@ def pattern_drops(records: pd.DataFrame, dataset: str, metric: str) -> pd.DataFr
     Columns ``method, seed, column (pattern), metric, value``, in the metric's own units.
     """
     sel = _select(records, dataset, [metric], FIXED_PATTERN)
-    wide = sel.pivot_table(index=["method", "seed"], columns="condition", values="value", aggfunc="first")
+    wide = sel.pivot_table(index=["method", "seed"], columns="condition", values="value", aggfunc="first",
+                           dropna=False)  # a pattern without any value (no sample scored) stays, as NaN
     if CLEAN_CONDITION not in wide.columns:
         raise ValueError(f"no {CLEAN_CONDITION!r} condition for dataset {dataset!r}")
     sign = 1.0 if METRICS.get(metric).higher_is_better else -1.0

@@ -154,7 +154,7 @@ BAD: dict[str, tuple[str, Callable[[], object], str]] = {
                          "test/audio_lengths: lengths must be whole numbers >= 0, got -1 for sample 7 "
                          "(1 of 8 samples)"),
     "features not 3-D": ("mosi", lambda: _set(mmsa()[0], "train", "text", np.zeros((12, 6))),
-                         "train/text: expected numeric features (N, T, D)"),
+                         "train/text: expected real-valued features (N, T, D)"),
     "IEMOCAP one-vs-rest out of range": (
         "iemocap", lambda: _set(mult(emotions=True)[0], "train", "labels", np.full((12, 4, 2), 2.0)),
         "train/labels: labels out of range: IEMOCAP one-vs-rest labels must be 0 or 1"),

@@ -178,7 +178,10 @@ def test_a_hand_written_npz_with_only_the_required_keys(tmp_path: Path) -> None:
     arrays = minimal_npz(tmp_path / "mine.npz")  # no lengths, ids, present or classes
     data = load("npz", tmp_path / "mine.npz")
     assert data.spec.modalities == ("text", "audio", "vision") and data.spec.dims == (3, 4, 5)
-    assert data.spec.seq_lens == (4, 4, 4) and data.spec.classes == () and data.spec.label_range is None
+    assert data.spec.seq_lens == (4, 4, 4) and data.spec.classes == ()
+    ys = np.concatenate([arrays[f"{s}/labels"] for s in SIZES])  # no label_range declared: inferred, warned
+    assert data.spec.label_range == (float(ys.min()), float(ys.max()))
+    assert data.provenance["label_range_inferred"] == [float(ys.min()), float(ys.max())]
     for s, n in SIZES.items():
         batch = data.split(s)
         assert batch.present.shape == (n, 3) and batch.present.all()

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from harness.datasets import labels
-from harness.datasets.formats import MODALITIES, RawData, RawSplit
+from harness.datasets.formats import MODALITIES, RawData, RawSplit, is_real
 from harness.seeding import stable_seed
 
 VALID_FRACTION = 0.1
@@ -69,7 +69,7 @@ def _utterances(obj: Sequence[Any], vid: str, path: Path) -> tuple[dict[str, np.
         if vid not in obj[i]:
             raise ValueError(f"{path}: {key}: dialogue {vid!r} is missing")
     y = np.asarray(obj[2][vid])
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.number):
+    if y.ndim != 1 or not is_real(y.dtype):
         raise ValueError(f"{path}: videoLabels[{vid!r}]: expected a list of labels 0..5, got {y.dtype} {y.shape}")
     if len(y) and (y.min() < 0 or y.max() > 5 or (y != np.round(y)).any()):
         raise ValueError(f"{path}: videoLabels[{vid!r}]: labels out of range: expected integers 0..5 "
@@ -77,7 +77,7 @@ def _utterances(obj: Sequence[Any], vid: str, path: Path) -> tuple[dict[str, np.
     x = {}
     for m, key in FEATURE_KEYS.items():
         v = np.asarray(obj[KEYS.index(key)][vid])
-        if v.ndim != 2 or not np.issubdtype(v.dtype, np.number):
+        if v.ndim != 2 or not is_real(v.dtype):
             raise ValueError(f"{path}: {key}[{vid!r}]: expected features (n_utt, D), got {v.dtype} {v.shape}")
         if len(v) != len(y):
             raise ValueError(f"{path}: {key}[{vid!r}] has {len(v)} utterances but videoLabels has {len(y)}")

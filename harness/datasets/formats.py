@@ -68,6 +68,12 @@ class RawData:
         return tuple(self.splits["train"].x)
 
 
+def is_real(dtype: Any) -> bool:
+    """Booleans, integers and floats: what features and labels may be. Complex values would silently lose
+    their imaginary part in the float32 cast, and object or string arrays are no numbers at all."""
+    return np.dtype(dtype).kind in "biuf"
+
+
 def detect(obj: Any, path: Path) -> str:
     """The layout of an unpickled object: ``mmsa``, ``mult`` or ``iemocap-dialogue``; ``ValueError`` otherwise."""
     if isinstance(obj, Mapping) and "train" in obj:
@@ -114,8 +120,8 @@ def get_key(split: Mapping, key: str, where: str) -> Any:
 def features(split: Mapping, key: str, where: str, n: int) -> np.ndarray:
     """``split[key]`` as a 3-D array (N, T, D) with ``n`` samples."""
     x = np.asarray(get_key(split, key, where))
-    if x.ndim != 3 or not np.issubdtype(x.dtype, np.number) or 0 in x.shape[1:]:
-        raise ValueError(f"{where}/{key}: expected numeric features (N, T, D), got {x.dtype} {x.shape}")
+    if x.ndim != 3 or not is_real(x.dtype) or 0 in x.shape[1:]:
+        raise ValueError(f"{where}/{key}: expected real-valued features (N, T, D), got {x.dtype} {x.shape}")
     if len(x) != n:
         raise ValueError(f"{where}/{key}: {len(x)} samples but the labels have {n}")
     return x
@@ -133,7 +139,7 @@ def whole_lengths(ln: np.ndarray, where: str, n: int) -> np.ndarray:
 
     A cast alone would turn 2.7 into 2 and silently cut a step off the sequence, so fractions are an error.
     """
-    if ln.shape != (n,) or not np.issubdtype(ln.dtype, np.number) or not np.isfinite(ln).all():
+    if ln.shape != (n,) or not is_real(ln.dtype) or not np.isfinite(ln).all():
         raise ValueError(f"{where}: expected {n} finite lengths, got {ln.dtype} {ln.shape}")
     bad = np.flatnonzero((ln != np.round(ln)) | (ln < 0))
     if len(bad):
@@ -160,7 +166,7 @@ def _text(v: Any) -> str:
 def sentiment_labels(raw: Any, where: str, n: int | None = None) -> np.ndarray:
     """Sentiment scores (N,), (N, 1) or (N, 1, 1) -> float32 (N,), finite and inside [-3, 3]."""
     y = np.asarray(raw)
-    if y.ndim == 0 or not np.issubdtype(y.dtype, np.number) or y.size != len(y):
+    if y.ndim == 0 or not is_real(y.dtype) or y.size != len(y):
         raise ValueError(f"{where}: expected sentiment scores (N,), (N, 1) or (N, 1, 1), got {y.dtype} {y.shape}")
     y = y.reshape(-1).astype(np.float32)
     if n is not None and len(y) != n:

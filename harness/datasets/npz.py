@@ -9,7 +9,8 @@ Keys (``M`` modalities, splits ``train``, ``valid``, ``test``)::
     modalities             (M,) str    names, in the order of the present mask's columns, e.g. [text, audio,
                                        vision] or [language, acoustic]; see :func:`check_modalities`
     classes                (C,) str    class names by index; optional for regression (no classes)
-    label_range            (2,) float  optional, regression: labels must lie inside
+    label_range            (2,) float  optional, regression: labels must lie inside (absent: the labels' own
+                                       extent is taken, with a warning; mosi/mosei always need [-3, 3])
     provenance             str    optional JSON: where the data came from (written by ``mibench data convert``)
     <split>/<m>            (N, T_m, D_m) float32 features, zero after each sample's length
     <split>/<m>_lengths    (N,) whole numbers in [0, T_m]   optional: derived from non-zero rows when absent
@@ -19,6 +20,12 @@ Keys (``M`` modalities, splits ``train``, ``valid``, ``test``)::
 
 Strings are numpy unicode arrays, so the file loads with ``allow_pickle=False``. Files written by
 :func:`save_npz` hold exactly the tensors the loader produced, so reading one back gives identical tensors.
+
+Reading is bounded (:class:`BoundedNpz`): every member's ``.npy`` header is read first, and the sizes it
+declares are checked against the bytes the archive stores for it and against the file's budget
+(:mod:`harness.datasets.limits`) before any array is allocated; a deflated member is inflated into exactly the
+declared size and no further. Features and labels must be real numbers (integers, floats or booleans): complex
+values would lose their imaginary part, and object arrays would need pickle.
 """
 
 from __future__ import annotations
@@ -28,13 +35,15 @@ import os
 import re
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
 from harness.data import SPLITS, Dataset, Task
-from harness.datasets.formats import RawData, RawSplit, whole_lengths
+from harness.datasets.formats import RawData, RawSplit, is_real, whole_lengths
+from harness.datasets.limits import NPZ_RATIO, LoadLimitError, budget, fmt, refusal
 
 FORMAT, VERSION = "mibench-npz", 1
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
@@ -73,23 +82,101 @@ def save_npz(dataset: Dataset, path: Path) -> None:
         raise
 
 
+class BoundedNpz:
+    """The arrays of an ``.npz`` archive (``files``, ``z[key]``, like ``np.load``'s NpzFile), read so that the
+    file can never make mibench allocate more than it declares, nor declare more than its budget."""
+
+    def __init__(self, path: Path, limit: int | None = None) -> None:
+        self.path = Path(path)
+        self.zip = zipfile.ZipFile(self.path)
+        try:
+            self._check(limit)
+        except BaseException:
+            self.zip.close()
+            raise
+        self._cache: dict[str, np.ndarray] = {}
+
+    def _check(self, limit: int | None) -> None:
+        self.infos = {i.filename.removesuffix(".npy"): i for i in self.zip.infolist()}
+        self.files = list(self.infos)
+        self.headers = {key: self._header(key, info) for key, info in self.infos.items()}
+        declared = sum(h[3] for h in self.headers.values())
+        allowed = budget(self.path.stat().st_size, NPZ_RATIO, limit)
+        if declared > allowed:
+            key = max(self.headers, key=lambda k: self.headers[k][3])
+            shape, _, dtype, _ = self.headers[key]
+            raise refusal(self.path, declared, allowed, f"its arrays (the largest, {key}: "
+                          f"{' x '.join(map(str, shape)) or 'scalar'} {dtype}, {fmt(self.headers[key][3])})")
+
+    def _header(self, key: str, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+        """(shape, fortran order, dtype, bytes) from the member's header, checked against the archive."""
+        with self.zip.open(info) as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"{key}: .npy format version {version} is not supported (1.0 or 2.0)")
+            offset = fh.tell()
+        if dtype.hasobject:
+            raise ValueError(f"{self.path}: holds object arrays ({key}), which would need pickle; store strings as "
+                             f"numpy unicode arrays (see docs/datasets.md)")
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize if shape else dtype.itemsize
+        if info.file_size != offset + nbytes:
+            raise ValueError(f"{self.path}: {key}: declares {' x '.join(map(str, shape)) or 'a scalar'} {dtype} "
+                             f"({fmt(nbytes)}) but the archive holds {fmt(max(info.file_size - offset, 0))} for it "
+                             f"(truncated or corrupt .npz)")
+        return tuple(shape), bool(fortran), dtype, nbytes
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._cache:
+            self._cache[key] = self._load(key)
+        return self._cache[key]
+
+    def _load(self, key: str) -> np.ndarray:
+        shape, fortran, dtype, nbytes = self.headers[key]
+        buf = np.empty(nbytes, dtype=np.uint8)
+        with self.zip.open(self.infos[key]) as fh:
+            fh.seek(self.infos[key].file_size - nbytes) if nbytes else None
+            view, filled = memoryview(buf), 0
+            while filled < nbytes:
+                got = fh.readinto(view[filled:])
+                if not got:
+                    raise EOFError(f"{key}: ends after {filled} of {nbytes} bytes")
+                filled += got
+        return buf.view(dtype).reshape(shape, order="F" if fortran else "C") if nbytes else np.zeros(shape, dtype)
+
+    def close(self) -> None:
+        self.zip.close()
+
+    def __enter__(self) -> BoundedNpz:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _get(z: Any, key: str, path: Path) -> np.ndarray:
     if key not in z.files:
         raise ValueError(f"{path}: key {key!r} is missing (a mibench .npz needs it; see docs/datasets.md)")
     return z[key]
 
 
-def read_npz(path: Path) -> RawData:
-    """A mibench ``.npz`` -> RawData; one-line ``ValueError`` naming the file and key for anything malformed."""
+def read_npz(path: Path, limit: int | None = None) -> RawData:
+    """A mibench ``.npz`` -> RawData; one-line ``ValueError`` naming the file and key for anything malformed.
+    ``limit``: the user's ``--load-limit`` in bytes (default: the file's budget, see :mod:`limits`)."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with BoundedNpz(path, limit) as z:
             return _read(z, path)
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+    except LoadLimitError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, NotImplementedError, RuntimeError) as exc:
         raise ValueError(f"{path}: truncated or corrupt .npz ({type(exc).__name__}: {exc})") from None
     except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise ValueError(f"{path}: holds object arrays, which would need pickle; store strings as numpy "
-                             f"unicode arrays (see docs/datasets.md)") from None
+        message = str(exc)
+        if not message.startswith(str(path)):  # numpy's header parser: say which file
+            raise ValueError(f"{path}: truncated or corrupt .npz ({message})") from None
         raise
 
 
@@ -102,8 +189,8 @@ def _read(z: Any, path: Path) -> RawData:
     label_range = None
     if "label_range" in z.files:
         lr = z["label_range"]
-        if lr.shape != (2,) or not lr[0] <= lr[1]:
-            raise ValueError(f"{path}: label_range: expected (low, high), got {lr.tolist()}")
+        if lr.shape != (2,) or not is_real(lr.dtype) or not np.isfinite(lr).all() or not lr[0] <= lr[1]:
+            raise ValueError(f"{path}: label_range: expected finite (low, high), got {lr.tolist()}")
         label_range = (float(lr[0]), float(lr[1]))
     modalities = check_modalities(_get(z, "modalities", path), path)
     classes = _classes(z, path, task)
@@ -145,8 +232,9 @@ def _split(z: Any, s: str, path: Path, task: str, classes: tuple[str, ...],
     x, lengths = {}, {}
     for m in modalities:
         x[m] = _get(z, f"{s}/{m}", path)
-        if x[m].ndim != 3 or len(x[m]) != n or 0 in x[m].shape[1:] or not np.issubdtype(x[m].dtype, np.number):
-            raise ValueError(f"{path}: {s}/{m}: expected numeric features ({n}, T, D), got {x[m].dtype} {x[m].shape}")
+        if x[m].ndim != 3 or len(x[m]) != n or 0 in x[m].shape[1:] or not is_real(x[m].dtype):
+            raise ValueError(f"{path}: {s}/{m}: expected real-valued features ({n}, T, D), got {x[m].dtype} "
+                             f"{x[m].shape}")
         key = f"{s}/{m}_lengths"
         lengths[m] = whole_lengths(z[key], f"{path}: {key}", n) if key in z.files else None
     ids = z[f"{s}/ids"].astype(str) if f"{s}/ids" in z.files else np.array([f"{s}/{i}" for i in range(n)])
@@ -161,8 +249,8 @@ def _split(z: Any, s: str, path: Path, task: str, classes: tuple[str, ...],
 
 def _labels(y: np.ndarray, where: str, task: str, classes: tuple[str, ...],
             label_range: tuple[float, float] | None) -> np.ndarray:
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.number):
-        raise ValueError(f"{where}: expected labels (N,), got {y.dtype} {y.shape}")
+    if y.ndim != 1 or not is_real(y.dtype):
+        raise ValueError(f"{where}: expected real-valued labels (N,), got {y.dtype} {y.shape}")
     if task == "classification":
         if not np.issubdtype(y.dtype, np.integer) or (len(y) and (y.min() < 0 or y.max() >= len(classes))):
             raise ValueError(f"{where}: labels out of range: class indices must be integers in "

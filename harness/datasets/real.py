@@ -34,13 +34,17 @@ from harness.registry import DATASETS
 
 log = logging.getLogger(__name__)
 
+LARGEST_LABEL = 1e18  # squared, still below float32's largest value (3.4e38)
 ZIP, HDF5 = (b"PK\x03\x04", b"PK\x05\x06"), b"\x89HDF\r\n\x1a\n"
 
 
 def sniff(path: Path) -> str:
     """``npz`` or ``pickle`` from the file's first bytes (never its name); ``ValueError`` for other content."""
-    with open(path, "rb") as fh:
-        head = fh.read(8)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:  # /proc/self/mem, a directory, no permission, an I/O error
+        raise ValueError(f"{path}: cannot be read as a data file ({exc.strerror or exc})") from None
     if not head:
         raise ValueError(f"{path}: the file is empty (truncated download?)")
     if head[:4] in ZIP:
@@ -59,8 +63,8 @@ def read_raw(path: Path, options: DataOptions, name: str | None = None) -> RawDa
     ``name`` (the dataset asked for, if known) only makes the advice in a refused pickle's error exact.
     """
     if sniff(path) == "npz":
-        return read_npz(path)
-    obj = load_pickle(path, trust=options.trust_pickle, name=name)
+        return read_npz(path, options.load_limit)
+    obj = load_pickle(path, trust=options.trust_pickle, name=name, limit=options.load_limit)
     layout = formats.detect(obj, path)
     if layout == "mmsa":
         return formats.read_mmsa(obj, path)
@@ -77,12 +81,43 @@ def check_fits(raw: RawData, name: str, path: Path, options: DataOptions) -> Non
     if name == "iemocap" and raw.task != "classification":
         raise ValueError(f"{path}: holds sentiment scores ({raw.layout} layout), not IEMOCAP emotion labels; "
                          f"use --datasets mosi=... or mosei=...")
+    if name in ("mosi", "mosei"):
+        _check_sentiment(raw, name, path)
     source = raw.notes.get("converted_from")
     stored = source.get("label_view") if isinstance(source, dict) else None
     if name == "iemocap" and stored and stored != options.iemocap_classes:
         raise ValueError(f"{path}: label_view: the file holds the {stored!r} IEMOCAP view but iemocap_classes is "
                          f"{options.iemocap_classes!r}; convert the source again with --iemocap-classes "
                          f"{options.iemocap_classes}")
+
+
+def _check_sentiment(raw: RawData, name: str, path: Path) -> None:
+    """MOSI/MOSEI scores lie in [-3, 3] whatever the file declares (an .npz may declare another range, or none)."""
+    lo, hi = formats.SENTIMENT_RANGE
+    declared = raw.label_range
+    if declared is not None and (declared[0] < lo or declared[1] > hi):
+        raise ValueError(f"{path}: label_range: declares [{declared[0]:g}, {declared[1]:g}], but {name} sentiment "
+                         f"scores lie in [{lo:g}, {hi:g}]; is this file another dataset? (use --datasets npz=...)")
+    for split, sp in raw.splits.items():
+        if len(sp.y) and (float(sp.y.min()) < lo or float(sp.y.max()) > hi):
+            raise ValueError(f"{path}: {split}/labels: labels out of range: they span [{float(sp.y.min()):g}, "
+                             f"{float(sp.y.max()):g}], but {name} sentiment scores lie in [{lo:g}, {hi:g}] (use "
+                             f"--datasets npz=... for other data)")
+    raw.label_range = formats.SENTIMENT_RANGE
+
+
+def infer_range(raw: RawData, path: Path) -> None:
+    """A regression file without a declared range: take the labels' own extent, with a warning (it checks
+    nothing, so say so), and refuse labels so large that a squared loss overflows float32."""
+    ys = np.concatenate([sp.y for sp in raw.splits.values()])
+    lo, hi = float(ys.min()), float(ys.max())
+    if max(abs(lo), abs(hi)) > LARGEST_LABEL:
+        raise ValueError(f"{path}: labels span [{lo:g}, {hi:g}]: labels this large overflow a squared loss in "
+                         f"float32; rescale them (and declare label_range)")
+    log.warning("%s: no label_range declared; taking the labels' own extent [%g, %g] (declare label_range in the "
+                "file so that out-of-range labels are caught)", path, lo, hi)
+    raw.label_range = (lo, hi)
+    raw.notes["label_range_inferred"] = [lo, hi]
 
 
 def _pad_steps(x: np.ndarray, steps: int) -> np.ndarray:
@@ -132,6 +167,8 @@ def load_file(name: str, path: Path, options: DataOptions) -> Dataset:
     """Read ``path`` as dataset ``name`` without the optional preprocessing (``mibench data convert`` uses this)."""
     raw = read_raw(path, options, name)
     check_fits(raw, name, path, options)
+    if raw.task == "regression" and raw.label_range is None:
+        infer_range(raw, path)
     return build(raw, name, path, options)
 
 
@@ -153,6 +190,8 @@ def convert(src: Path, dst: Path, name: str | None, options: DataOptions) -> Dat
                              f"convert mosi={shlex.quote(str(src))} {shlex.quote(str(dst))}{trust}'")
         name = "iemocap"
     check_fits(raw, name, src, options)
+    if raw.task == "regression" and raw.label_range is None:
+        infer_range(raw, src)
     data = build(raw, name, src, options)
     save_npz(data, dst)
     log.info("wrote %s", dst)

@@ -2,8 +2,9 @@
 
 ``sequential`` runs units one after another in this process; ``process`` runs them in worker processes;
 ``stacked`` runs seed groups of stackable methods as one stacked computation in this process (``--stack K``
-seeds per group, default all of a run's seeds), other units one after another. ``auto`` (the default): on a GPU,
-seed groups stacked and the other units in ``--workers`` processes sharing the GPU; on a CPU, worker processes
+seeds per group, default all of a run's seeds), other units one after another. ``ray`` runs them on a Ray cluster
+(:mod:`harness.executors.ray`, imported only then: ``import harness`` never needs Ray). ``auto`` (the default):
+on a GPU, seed groups stacked and the other units in ``--workers`` processes sharing the GPU; on a CPU, worker processes
 when more than one worker and more than one unit make that worth it (stacking does not pay on a CPU), else
 sequentially. Under ``auto`` the driver trains units itself while the workers start and whenever none is free
 (``--workers N`` is then the driver plus N - 1 worker processes).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 from harness.executors.base import Executor, OnResult, registering_modules
 from harness.executors.process import ProcessExecutor
@@ -21,8 +23,49 @@ from harness.executors.stacked import CombinedExecutor, StackedExecutor
 from harness.plan import Plan, WorkUnit
 
 log = logging.getLogger(__name__)
-EXECUTOR_NAMES = ("auto", "sequential", "process", "stacked")
+EXECUTOR_NAMES = ("auto", "sequential", "process", "stacked", "ray")
 MAX_STACK = 64  # seeds per group when --stack is auto: enough to fill a GPU with these small models
+RAY_HINT = 'pip install "mibench[ray]"'
+
+
+def check(plan: Plan) -> None:
+    """Refuse an unusable ``--executor`` and its options before any data is loaded or directory touched."""
+    cfg = plan.config
+    if cfg.executor not in EXECUTOR_NAMES:
+        raise ValueError(f"--executor {cfg.executor!r} is unknown; valid: {', '.join(EXECUTOR_NAMES)}")
+    ray_only = {"--address": cfg.ray_address, "--gpus-per-task": cfg.gpus_per_task or None}
+    if cfg.executor != "ray":
+        given = [k for k, v in ray_only.items() if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply to --executor ray (this run uses {cfg.executor})")
+        return
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ValueError(f"--executor ray needs Ray, which is not installed: {RAY_HINT}") from None
+    if cfg.device.startswith("cuda") and cfg.gpus_per_task <= 0:
+        raise ValueError(f"--device {cfg.device} with --executor ray needs --gpus-per-task > 0: a Ray worker sees "
+                         f"only the GPUs it reserved")
+    if registering_modules(plan) is None:
+        raise ValueError("--executor ray: an entry of this run was registered inside a function or by __main__, "
+                         "which Ray workers cannot repeat; register it at a module's top level")
+    address = cfg.ray_address if cfg.ray_address != "auto" else os.environ.get("RAY_ADDRESS", "auto")
+    if address not in (None, "auto") and (problem := unreachable(address)):
+        raise ValueError(f"--address {cfg.ray_address}: {problem}; start the cluster with 'ray start --head' or "
+                         f"leave --address out for a local instance")
+
+
+def unreachable(address: str, timeout: float = 5.0) -> str | None:
+    """Why ``[scheme://]HOST:PORT`` takes no TCP connection within ``timeout`` seconds, or None when it does.
+    Checked before anything is written: Ray itself would wait minutes for an address nobody answers at."""
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return f"expected auto or HOST:PORT, got {address!r}"
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        return f"nothing answers at {host}:{port} ({exc.strerror or exc})"
+    return None
 
 
 def worker_count(plan: Plan) -> int:
@@ -41,14 +84,13 @@ def stack_size(plan: Plan) -> int:
     return min(len(plan.config.seeds), MAX_STACK) if stacks else 1
 
 
-def check_executor(plan: Plan) -> None:
-    if plan.config.executor not in EXECUTOR_NAMES:
-        raise ValueError(f"--executor {plan.config.executor!r} is unknown; valid: {', '.join(EXECUTOR_NAMES)}")
-
-
 def choose(plan: Plan, units: list[WorkUnit]) -> Executor:
     """The executor for ``plan``'s ``--executor`` option (``auto``: see the module docstring)."""
-    check_executor(plan)
+    check(plan)
+    if plan.config.executor == "ray":
+        from harness.executors.ray import RayExecutor
+
+        return RayExecutor(plan.config, registering_modules(plan) or [])
     name, cuda = plan.config.executor, plan.device.type == "cuda"
     stacked = StackedExecutor(compile=plan.config.compile)
     if name == "stacked":
@@ -74,4 +116,4 @@ def local_executor(plan: Plan, units: list[WorkUnit]) -> Executor:
 
 
 __all__ = ["EXECUTOR_NAMES", "Executor", "OnResult", "ProcessExecutor", "SequentialExecutor", "StackedExecutor",
-           "check_executor", "choose", "stack_size", "worker_count"]
+           "check", "choose", "stack_size", "worker_count"]

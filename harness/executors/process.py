@@ -109,9 +109,10 @@ class ProcessExecutor:
         events = ctx.Queue()
         size = min(self.workers - (1 if self.driver_works else 0), len(units))
         todo, datasets = deque(units), on_device(loaded) if self.driver_works else None
-        with ProcessPoolExecutor(max(1, size), mp_context=ctx, initializer=_worker_init,
-                                 initargs=(loaded.plan.config, os.getpid(), self.modules, events,
-                                           (loaded.datasets, loaded.stats))) as pool:
+        pool = ProcessPoolExecutor(max(1, size), mp_context=ctx, initializer=_worker_init,
+                                   initargs=(loaded.plan.config, os.getpid(), self.modules, events,
+                                             (loaded.datasets, loaded.stats)))
+        try:
             warm = [pool.submit(_warm_up) for _ in range(size)]
             pending: dict[Any, WorkUnit] = {}
             ready = 0
@@ -137,16 +138,18 @@ class ProcessExecutor:
                     del pending[fut]
                     for result in fut.result():
                         on_result(result)
-            stop_workers(pool)  # nothing is pending: a worker still starting up is not waited for
+        except BaseException:
+            # The driver cannot go on (e.g. a full disk while storing): do not train the queued units first.
+            _stop(pool)
+            raise
+        _stop(pool)  # nothing is pending: a worker still starting up (importing torch) is not waited for
         drain(events, progress)
 
 
-def stop_workers(pool: ProcessPoolExecutor) -> None:
-    """End the pool's processes now (all work is done). A worker may still be importing torch after the driver
-    already did every unit; waiting for it would only add its start-up time to the run."""
-    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
-    if terminate is not None:
-        terminate()
-        return
-    for process in list(getattr(pool, "_processes", {}).values()):
-        process.terminate()
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel what is queued and end the workers now: after a failure their current units would be stored by
+    nobody, and after the last result a worker still starting up would only add its start-up time to the run."""
+    processes = list(getattr(pool, "_processes", {}).values())  # stable since Python 3.2, no public accessor
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.terminate()
