@@ -15,7 +15,7 @@ state. Per method it prints
 - whether fast and reference metrics agree within seed noise: per (dataset, protocol) the per-seed mean of the
   headline metric (MAE / UA) under both modes, compared by Welch's t-test; "agree" when no p < 0.01.
 
-``--quick``: a reduced CPU form (synth-mosi small, 4 seeds, the four methods at 6 epochs, fixed patterns and the
+``--quick``: a reduced CPU form (synth-mosi small, 8 seeds, the four methods at 6 epochs, fixed patterns and the
 missing rate) that runs in a few minutes on 2 cores. Without it: the paper-scale grid (every method and
 ModalImmune ablation, synth-mosi and synth-iemocap at the full preset, 10 seeds, the default protocols).
 
@@ -48,7 +48,7 @@ from harness.provenance import git_state
 from harness.registry import METHODS
 
 QUICK = {"methods": ["vanilla_fusion", "modality_dropout", "mmin", "modal_immune"], "datasets": "synth-mosi",
-         "preset": "small", "seeds": "4", "protocols": "fixed_pattern,missing_rate", "epochs": 6}
+         "preset": "small", "seeds": "8", "protocols": "fixed_pattern,missing_rate", "epochs": 6}
 FULL = {"methods": None, "datasets": "synth-mosi,synth-iemocap", "preset": "full", "seeds": "10",
         "protocols": None, "epochs": None}
 

@@ -120,7 +120,8 @@ class ProcessExecutor:
                 ready += drain(events, progress)
                 for fut in warm:
                     fut.result() if fut.done() else None  # a worker that failed to start raises here
-                while todo and size and len(pending) < ready:
+                # two units per started worker: the next one is queued while the driver trains its own
+                while todo and size and len(pending) < 2 * ready:
                     unit = todo.popleft()
                     pending[pool.submit(_worker_unit, unit, {**self.execution(), "in": "worker"})] = unit
                 if todo and (self.driver_works or not size):
