@@ -145,7 +145,22 @@ class Tracker:
         return out
 
 
-class RichProgress:
+class _Tracked:
+    """What both displays share: a :class:`Tracker` that every event updates."""
+
+    state: Tracker
+
+    def started(self, cell: Cell) -> None:
+        self.state.started(cell)
+
+    def epoch(self, cell: Cell, epoch: int, total: int) -> None:
+        self.state.epoch(cell, epoch, total)
+
+    def finished(self, cell: Cell, status: str, seconds: float) -> None:
+        self.state.finish(cell, status, seconds)
+
+
+class RichProgress(_Tracked):
     """The terminal display (module docstring). ``console`` is where it draws (stderr, by the CLI)."""
 
     def __init__(self, console: Console) -> None:
@@ -172,15 +187,6 @@ class RichProgress:
         self.live = Live(get_renderable=self._render, console=self.console, refresh_per_second=2, transient=True)
         self.live.start()
 
-    def started(self, cell: Cell) -> None:
-        self.state.started(cell)
-
-    def epoch(self, cell: Cell, epoch: int, total: int) -> None:
-        self.state.epoch(cell, epoch, total)
-
-    def finished(self, cell: Cell, status: str, seconds: float) -> None:
-        self.state.finish(cell, status, seconds)
-
     def stop(self) -> None:
         if self.live is not None:
             self.live.stop()
@@ -188,7 +194,7 @@ class RichProgress:
             self.console.print(Text(self.state.headline().split(" · ETA")[0], no_wrap=True, overflow="ellipsis"))
 
 
-class LogProgress:
+class LogProgress(_Tracked):
     """The display for output that is not a terminal (module docstring): log lines, and a heartbeat thread."""
 
     def __init__(self, heartbeat_s: float = HEARTBEAT_S) -> None:
@@ -208,14 +214,8 @@ class LogProgress:
             running = "; ".join(self.state.lines()) or "none"
             log.info("%s · running: %s", self.state.headline(), running)
 
-    def started(self, cell: Cell) -> None:
-        self.state.started(cell)
-
-    def epoch(self, cell: Cell, epoch: int, total: int) -> None:
-        self.state.epoch(cell, epoch, total)
-
     def finished(self, cell: Cell, status: str, seconds: float) -> None:
-        self.state.finish(cell, status, seconds)
+        super().finished(cell, status, seconds)
         log.info("%s %s in %.1f s · %s", cell.label, status, seconds, self.state.headline())
 
     def stop(self) -> None:
