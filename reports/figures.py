@@ -287,12 +287,14 @@ def _curve_figures(records: pd.DataFrame, dataset: str, metric: str, out: Path) 
 
 def make_figures(records: pd.DataFrame, metrics: Mapping[str, Sequence[str]], out: Path) -> list[FigureFile]:
     """Heatmap and drop chart (fixed_pattern) and one curve figure per severity curve, per dataset x metric,
-    under ``out``; figures whose data is absent are skipped."""
+    under ``out``; figures whose data is absent (no value of the metric at all, no such protocol) are skipped."""
     files: list[FigureFile] = []
     for dataset, names in metrics.items():
         rec = records[records["dataset"] == dataset]
         has_patterns = ((rec["protocol"] == FIXED_PATTERN) & (rec["condition"] == CLEAN_CONDITION)).any()
         for metric in names:
+            if not rec.loc[rec["metric"] == metric, "value"].notna().any():  # e.g. UA on a single-class test split:
+                continue                                                       # report.md says so
             if has_patterns:
                 files += _pattern_figures(rec, dataset, metric, out)
             files += _curve_figures(rec, dataset, metric, out)

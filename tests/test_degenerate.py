@@ -55,6 +55,9 @@ def test_one_sample_splits_unscored_conditions_and_a_single_class_are_reported_n
     assert "corr has no value for 12 of 14 (condition, seed) results of mosi: it is undefined for a single" in notes
     assert "the valid split of iemocap holds 1 sample(s)" in notes
     assert "the test split of iemocap holds a single class" in notes
+    figures = {f.name for f in (out / "report" / "figures").iterdir()}
+    assert not any(f.startswith("iemocap__") for f in figures), "a figure of UA, which has no value on iemocap"
+    assert {"mosi__heatmap__acc2_non0.png", "mosi__drop__acc2_non0.png"} <= figures
 
 
 def _load(name: str, path: Path) -> Dataset:
