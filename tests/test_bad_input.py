@@ -160,6 +160,18 @@ def test_bad_run_options(tmp_path: Path, args: list[str], message: str) -> None:
     assert not (tmp_path / "r").exists()
 
 
+def test_address_auto_without_a_cluster_is_refused_before_the_run_directory(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    from harness.executors import resolve
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if resolve("auto")[1] is None:
+        pytest.skip("a Ray cluster is running on this machine, so --address auto has one to attach to")
+    res = cli.invoke(app, [*RUN, "--out", str(tmp_path / "r"), "--executor", "ray", "--address", "auto"])
+    one_line_error(res, "--address auto: no running Ray cluster was found on this machine and RAY_ADDRESS is not set")
+    assert not (tmp_path / "r").exists()
+
+
 def test_out_that_is_a_file_or_below_one(tmp_path: Path) -> None:
     f = tmp_path / "file"
     f.write_text("mine")

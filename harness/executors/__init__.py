@@ -49,15 +49,38 @@ def check(plan: Plan) -> None:
     if registering_modules(plan) is None:
         raise ValueError("--executor ray: an entry of this run was registered inside a function or by __main__, "
                          "which Ray workers cannot repeat; register it at a module's top level")
-    address = cfg.ray_address if cfg.ray_address != "auto" else os.environ.get("RAY_ADDRESS", "auto")
-    if address not in (None, "auto") and (problem := unreachable(address)):
+    if cfg.ray_address is None:
+        return
+    address, problem = resolve(cfg.ray_address)
+    if problem or (problem := unreachable(address)):
         raise ValueError(f"--address {cfg.ray_address}: {problem}; start the cluster with 'ray start --head' or "
                          f"leave --address out for a local instance")
+
+
+def resolve(address: str) -> tuple[str, str | None]:
+    """The HOST:PORT that ``ray.init(address=address)`` would connect to, and why none where there is none.
+
+    ``auto`` is resolved the way Ray resolves it (``RAY_ADDRESS``, else the cluster that ``ray start`` last
+    recorded on this machine), through a function that is not part of Ray's public API: where it is missing,
+    ``auto`` is left to ``ray.init``, which then refuses after the run directory is opened."""
+    if address != "auto":
+        return address, None
+    try:
+        from ray._private.services import get_ray_address_from_environment
+    except ImportError:
+        return os.environ.get("RAY_ADDRESS", "auto"), None
+    try:
+        found = get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        return address, "no running Ray cluster was found on this machine and RAY_ADDRESS is not set"
+    return found or "auto", None
 
 
 def unreachable(address: str, timeout: float = 5.0) -> str | None:
     """Why ``[scheme://]HOST:PORT`` takes no TCP connection within ``timeout`` seconds, or None when it does.
     Checked before anything is written: Ray itself would wait minutes for an address nobody answers at."""
+    if address == "auto":  # unresolved (resolve()): left to ray.init
+        return None
     host, _, port = address.split("://", 1)[-1].rpartition(":")
     if not host or not port.isdigit():
         return f"expected auto or HOST:PORT, got {address!r}"
